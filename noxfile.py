@@ -1,0 +1,69 @@
+"""golfkit's entry points. `nox -l` lists them; `nox -s NAME -- ARGS` passes ARGS through.
+
+CPU sessions build their own virtualenv with the offline CPU torch wheel. Sessions that drive real
+training (`record`, `docker`) run in the interpreter you launched nox with, because a GPU box's torch,
+Triton and FlashAttention come from its image, not from PyPI.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _install(session: nox.Session, *groups: str, torch: bool = False) -> None:
+    """Install the project (editable) plus the named dependency groups."""
+    deps = list(nox.project.dependency_groups(PYPROJECT, *groups)) if groups else []
+    if torch:
+        deps = [*nox.project.dependency_groups(PYPROJECT, "cpu"), *deps]
+    if deps:
+        session.install(*deps)
+    session.install("-e", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the CPU test suite (real-data tests skip when ../shared is absent)."""
+    _install(session, "test", torch=True)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff on the code, hadolint on docker/Dockerfile."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Check a record folder: `nox -s verify -- RECORD_DIR [--baseline DIR] [--json]`."""
+    if not session.posargs:
+        session.error("Usage: nox -s verify -- RECORD_DIR [--baseline DIR_OR_JSON] [--json]")
+    _install(session)
+    session.run("golfkit", "verify", *session.posargs)
+
+
+@nox.session
+def validate(session: nox.Session) -> None:
+    """Validate submission.json files: `nox -s validate -- FILE... [--profile strict|lenient]`."""
+    if not session.posargs:
+        session.error("Usage: nox -s validate -- FILE... [--profile strict|lenient]")
+    _install(session)
+    session.run("golfkit", "validate", *session.posargs)
+
+
+@nox.session
+def assemble(session: nox.Session) -> None:
+    """Build the PR folder from seed logs: `nox -s assemble -- --logs LOG... --name NAME ...`."""
+    if not session.posargs:
+        session.error("Usage: nox -s assemble -- --logs LOG... --name NAME (see `golfkit assemble --help`)")
+    _install(session)
+    session.run("golfkit", "assemble", *session.posargs)
