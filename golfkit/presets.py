@@ -1,0 +1,94 @@
+"""Named run presets: the real record (8xH100, published data) and the CPU demo.
+
+A preset is environment settings for the record program plus the rules its logs are verified against.
+The demo keeps every stage of the record (CaseOps tokenizer, shards, looped model, GPTQ + LQER, pergroup
+lrzip artifact, phased TTT) but at a size a laptop CPU trains in about a minute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from golfkit.runplan import RunPlan
+
+# The demo's model: record.config.tiny_config's shape (4 layers of width 64, loops on layers 1-2, a
+# parallel last layer), fed by a 512-piece CaseOps tokenizer trained on the demo corpus.
+DEMO_SETTINGS: dict[str, str] = {
+    "VOCAB_SIZE": "512",
+    "NUM_LAYERS": "4",
+    "MODEL_DIM": "64",
+    "NUM_HEADS": "4",
+    "NUM_KV_HEADS": "2",
+    "ROPE_DIMS": "8",
+    "LOOP_START": "1",
+    "LOOP_END": "2",
+    "NUM_LOOPS": "2",
+    "PARALLEL_START_LAYER": "3",
+    "XSA_LAST_N": "4",
+    "TRAIN_SEQ_LEN": "128",
+    "EVAL_SEQ_LEN": "128",
+    "ROPE_TRAIN_SEQ_LEN": "128",
+    "TTT_EVAL_SEQ_LEN": "128",
+    "TRAIN_BATCH_TOKENS": "4096",
+    "VAL_BATCH_TOKENS": "4096",
+    "MAX_WALLCLOCK_SECONDS": "45",
+    "ITERATIONS": "300",
+    "WARMUP_STEPS": "2",
+    "TRAIN_LOG_EVERY": "25",
+    "GPTQ_CALIBRATION_BATCHES": "2",
+    "LQER_TOP_K": "3",
+    "LQER_ASYM_GROUP": "16",
+    "TTT_LORA_RANK": "4",
+    "TTT_LORA_ALPHA": "6",
+    "TTT_LORA_LR": "0.003",
+    "TTT_BATCH_SIZE": "8",
+    "TTT_CHUNK_SIZE": "32",
+    "PHASED_TTT_PREFIX_DOCS": "24",
+    "GLOBAL_TTT_CHUNK_TOKENS": "2048",
+    "GLOBAL_TTT_BATCH_SEQS": "4",
+}
+
+
+def demo_data_dir(runs_dir: Path) -> Path:
+    return runs_dir / "data"
+
+
+def preset_env(preset: str, runs_dir: Path) -> dict[str, str]:
+    """Environment settings of a preset (the record's are its defaults, so it sets nothing)."""
+    if preset == "demo":
+        return {**DEMO_SETTINGS, "DATA_DIR": str(demo_data_dir(runs_dir))}
+    return {}
+
+
+def default_nproc(preset: str) -> int:
+    """All visible GPUs for the record (up to 8), one CPU process for the demo."""
+    if preset == "demo":
+        return 1
+    try:
+        import torch
+    except ImportError:
+        return 8
+    return max(1, min(8, torch.cuda.device_count()))
+
+
+def uses_torchrun(preset: str, nproc: int) -> bool:
+    return preset != "demo" or nproc > 1
+
+
+def rules_for(preset: str) -> str:
+    """The rules file the preset's logs are checked against (see golfkit/rules/)."""
+    return "demo" if preset == "demo" else "track_10min_16mb"
+
+
+def assemble_kwargs(plan: RunPlan, logs: list[Path]) -> dict[str, Any]:
+    """Arguments for golfkit.assemble.assemble_record for a finished plan."""
+    return {
+        "logs": logs,
+        "name": plan.name,
+        "out": plan.records_dir,
+        "author": plan.author or "golfkit user",
+        "github_id": plan.github_id or "unknown",
+        "not_a_record": plan.preset == "demo",
+        "rules": rules_for(plan.preset),
+    }

@@ -1,0 +1,116 @@
+"""`golfkit record` (behind `nox -s record`): preflight, then every seed in turn, then verify and assemble.
+
+Usage: `golfkit record seeds 42 314 999 [--nproc N] [--name NAME] [--force] [ENV=VALUE ...]`.
+Seeds whose log is already complete are skipped (their log is never touched), so an interrupted run is
+resumed by running the same command again. Ctrl-C stops the current seed cleanly and keeps its log as
+`train_seed<S>.partial.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping
+from typing import TextIO
+
+from golfkit import presets
+from golfkit.errors import GolfkitError
+from golfkit.preflight import load_run_config, run_preflight
+from golfkit.progress import SeedProgress
+from golfkit.runplan import RunPlan, configure as configure_plan, plan_from_args
+from golfkit.seedrun import (
+    SeedInterrupted,
+    final_log_path,
+    is_complete_log,
+    launch_command,
+    run_seed,
+    set_aside_complete_log,
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    configure_plan(parser)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    plan = plan_from_args(args, default_nproc=presets.default_nproc(args.preset))
+    return run_plan(plan, out, err)
+
+
+def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, str] | None = None) -> int:
+    """Run a whole plan; return 0 when every seed finished and the logs verify, 1 otherwise."""
+    base_env = {**presets.preset_env(plan.preset, plan.runs_dir), **(extra_env or {})}
+    cfg = _load_config(plan, base_env)
+    print(f"golfkit record: preset {plan.preset}, seeds {' '.join(map(str, plan.seeds))}, "
+          f"{plan.nproc} process(es), logs in {plan.runs_dir}", file=out)
+    findings = run_preflight(plan, cfg)
+    for finding in findings:
+        mark = "ok  " if finding.ok else "FAIL"
+        print(f"  preflight {mark} {finding.check}: {finding.detail}", file=out if finding.ok else err)
+    if not all(f.ok for f in findings):
+        print("golfkit record: preflight failed; nothing was run", file=err)
+        return 2
+
+    command = launch_command(plan.nproc, use_torchrun=presets.uses_torchrun(plan.preset, plan.nproc))
+    for index, seed in enumerate(plan.seeds, start=1):
+        final = final_log_path(plan.runs_dir, seed)
+        if is_complete_log(final) and not plan.force:
+            print(f"seed {seed} ({index}/{len(plan.seeds)}): complete log {final} kept, skipping "
+                  "(--force reruns it)", file=out)
+            continue
+        kept = set_aside_complete_log(plan.runs_dir, seed) if plan.force else None
+        if kept:
+            print(f"seed {seed}: --force: previous complete log kept as {kept}", file=out)
+        env = {**os.environ, **base_env, **plan.overrides, "SEED": str(seed),
+               "RUN_ID": f"{plan.preset}_seed{seed}", "PYTHONUNBUFFERED": "1"}
+        progress = SeedProgress(seed, index, len(plan.seeds), cfg, out)
+        print(f"seed {seed} ({index}/{len(plan.seeds)}): {' '.join(command)}", file=out)
+        try:
+            outcome = run_seed(seed, command, env, plan.runs_dir, on_line=progress.feed)
+        except SeedInterrupted as stop:
+            progress.close()
+            print(f"golfkit record: interrupted during seed {seed}; partial log kept at {stop.partial_log}. "
+                  "Run the same command again to resume.", file=err)
+            return 130
+        progress.close()
+        if not outcome.complete:
+            print(f"golfkit record: seed {seed} failed (exit {outcome.returncode}) after {outcome.seconds:.0f} s; "
+                  f"its log is kept at {outcome.log}: {progress.last_lines()}", file=err)
+            return 1
+        print(f"seed {seed}: done in {outcome.seconds:.0f} s, log {outcome.log}", file=out)
+    return _verify_and_assemble(plan, out, err)
+
+
+def _load_config(plan: RunPlan, base_env: Mapping[str, str]) -> object:
+    from record.errors import RecordError
+
+    try:
+        return load_run_config(plan, base_env)
+    except RecordError as exc:
+        raise GolfkitError("overrides", str(exc)) from None
+
+
+def _verify_and_assemble(plan: RunPlan, out: TextIO, err: TextIO) -> int:
+    from golfkit.verify import verify_logs
+
+    logs = [final_log_path(plan.runs_dir, seed) for seed in plan.seeds]
+    report = verify_logs(logs, rules=presets.rules_for(plan.preset))
+    out.write(report.render_text())
+    if plan.name:
+        from golfkit.assemble import assemble_record
+
+        folder = assemble_record(**presets.assemble_kwargs(plan, logs))
+        print(f"assembled {folder}", file=out)
+    return 0 if report.ok else 1
+
+
+def main() -> int:
+    from golfkit.cli import run as cli_run
+
+    return cli_run(["record", *sys.argv[1:]], sys.stdout, sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
