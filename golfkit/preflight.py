@@ -30,10 +30,14 @@ def _check_gpus(plan: RunPlan, cfg: object) -> Finding:
     try:
         import torch
     except ImportError:
-        return Finding("gpus", False, "torch is not installed (install the GPU image or `pip install -e .[train]`)")
+        return Finding(
+            "gpus", False, "torch is not installed (install the GPU image or `pip install -e .[train]`)"
+        )
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        return Finding("gpus", False, "no CUDA GPU visible (the record preset needs GPUs; try --preset demo on CPU)")
+        return Finding(
+            "gpus", False, "no CUDA GPU visible (the record preset needs GPUs; try --preset demo on CPU)"
+        )
     if count < plan.nproc:
         return Finding("gpus", False, f"--nproc {plan.nproc} but only {count} GPU(s) visible (lower --nproc)")
     names = sorted({torch.cuda.get_device_name(i) for i in range(plan.nproc)})
@@ -56,7 +60,9 @@ def _check_lrzip(plan: RunPlan, cfg: object) -> Finding:
         return Finding("lrzip", True, f"not needed (COMPRESSOR={compressor})")
     path = shutil.which("lrzip")
     if path is None:
-        return Finding("lrzip", False, "the lrzip binary is missing (apt-get install lrzip) and COMPRESSOR=pergroup")
+        return Finding(
+            "lrzip", False, "the lrzip binary is missing (apt-get install lrzip) and COMPRESSOR=pergroup"
+        )
     return Finding("lrzip", True, path)
 
 
@@ -85,8 +91,12 @@ def _check_same_config(plan: RunPlan, cfg: object) -> Finding:
         diffs = config_differences(parse_log(log).hyperparameters, cfg)
         if diffs:
             first = diffs[0]
-            return Finding("config", False, f"{log} ran with {first} ({len(diffs)} setting(s) differ; rerun with --force "
-                           "or the same overrides)")
+            return Finding(
+                "config",
+                False,
+                f"{log} ran with {first} ({len(diffs)} setting(s) differ; rerun with --force "
+                "or the same overrides)",
+            )
     return Finding("config", True, f"{len(plan.seeds)} seed(s) share one configuration")
 
 

@@ -47,8 +47,12 @@ class SeedProgress:
             self.bar.set_postfix_str(f"step {step.step}/{step.iterations} loss {step.train_loss:.4f}")
             return
         left = f", ~{max(self.cap_s - elapsed_s, 0.0) / 60:.1f} min of training left" if self.cap_s else ""
-        print(f"[seed {self.seed} {self.index}/{self.total}] step {step.step}/{step.iterations}, "
-              f"train {step.train_minutes:.1f} min{left}", file=self.out, flush=True)
+        print(
+            f"[seed {self.seed} {self.index}/{self.total}] step {step.step}/{step.iterations}, "
+            f"train {step.train_minutes:.1f} min{left}",
+            file=self.out,
+            flush=True,
+        )
 
     def last_lines(self) -> str:
         return " | ".join(self.tail) or "(no output)"

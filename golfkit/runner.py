@@ -18,7 +18,8 @@ from golfkit import presets
 from golfkit.errors import GolfkitError
 from golfkit.preflight import load_run_config, run_preflight
 from golfkit.progress import SeedProgress
-from golfkit.runplan import RunPlan, configure as configure_plan, plan_from_args
+from golfkit.runplan import RunPlan, plan_from_args
+from golfkit.runplan import configure as configure_plan
 from golfkit.seedrun import (
     SeedInterrupted,
     final_log_path,
@@ -42,8 +43,11 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
     """Run a whole plan; return 0 when every seed finished and the logs verify, 1 otherwise."""
     base_env = {**presets.preset_env(plan.preset, plan.runs_dir), **(extra_env or {})}
     cfg = _load_config(plan, base_env)
-    print(f"golfkit record: preset {plan.preset}, seeds {' '.join(map(str, plan.seeds))}, "
-          f"{plan.nproc} process(es), logs in {plan.runs_dir}", file=out)
+    print(
+        f"golfkit record: preset {plan.preset}, seeds {' '.join(map(str, plan.seeds))}, "
+        f"{plan.nproc} process(es), logs in {plan.runs_dir}",
+        file=out,
+    )
     findings = run_preflight(plan, cfg)
     for finding in findings:
         mark = "ok  " if finding.ok else "FAIL"
@@ -56,27 +60,42 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
     for index, seed in enumerate(plan.seeds, start=1):
         final = final_log_path(plan.runs_dir, seed)
         if is_complete_log(final) and not plan.force:
-            print(f"seed {seed} ({index}/{len(plan.seeds)}): complete log {final} kept, skipping "
-                  "(--force reruns it)", file=out)
+            print(
+                f"seed {seed} ({index}/{len(plan.seeds)}): complete log {final} kept, skipping "
+                "(--force reruns it)",
+                file=out,
+            )
             continue
         kept = set_aside_complete_log(plan.runs_dir, seed) if plan.force else None
         if kept:
             print(f"seed {seed}: --force: previous complete log kept as {kept}", file=out)
-        env = {**os.environ, **base_env, **plan.overrides, "SEED": str(seed),
-               "RUN_ID": f"{plan.preset}_seed{seed}", "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **base_env,
+            **plan.overrides,
+            "SEED": str(seed),
+            "RUN_ID": f"{plan.preset}_seed{seed}",
+            "PYTHONUNBUFFERED": "1",
+        }
         progress = SeedProgress(seed, index, len(plan.seeds), cfg, out)
         print(f"seed {seed} ({index}/{len(plan.seeds)}): {' '.join(command)}", file=out)
         try:
             outcome = run_seed(seed, command, env, plan.runs_dir, on_line=progress.feed)
         except SeedInterrupted as stop:
             progress.close()
-            print(f"golfkit record: interrupted during seed {seed}; partial log kept at {stop.partial_log}. "
-                  "Run the same command again to resume.", file=err)
+            print(
+                f"golfkit record: interrupted during seed {seed}; partial log kept at {stop.partial_log}. "
+                "Run the same command again to resume.",
+                file=err,
+            )
             return 130
         progress.close()
         if not outcome.complete:
-            print(f"golfkit record: seed {seed} failed (exit {outcome.returncode}) after {outcome.seconds:.0f} s; "
-                  f"its log is kept at {outcome.log}: {progress.last_lines()}", file=err)
+            print(
+                f"golfkit record: seed {seed} failed (exit {outcome.returncode}) after {outcome.seconds:.0f} s; "
+                f"its log is kept at {outcome.log}: {progress.last_lines()}",
+                file=err,
+            )
             return 1
         print(f"seed {seed}: done in {outcome.seconds:.0f} s, log {outcome.log}", file=out)
     return _verify_and_assemble(plan, out, err)
@@ -113,4 +132,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

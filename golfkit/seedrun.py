@@ -59,8 +59,15 @@ def parse_step_line(line: str) -> StepProgress | None:
 def launch_command(nproc: int, use_torchrun: bool) -> list[str]:
     """The command that starts the record program: torchrun for GPUs, plain Python for a CPU demo."""
     if use_torchrun:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                "-m", "record"]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "record",
+        ]
     return [sys.executable, "-m", "record"]
 
 
