@@ -259,6 +259,9 @@ LOG_PATTERNS: dict[str, re.Pattern[str]] = {
     "code_size": re.compile(r"^Code size(?: \((?P<kind>\w+)\))?: (?P<bytes>\d+) bytes$"),
     "serialized_quantized": re.compile(r"^Serialized model (?P<codec>\S+): (?P<bytes>\d+) bytes$"),
     "total_submission": re.compile(r"^Total submission size (?P<codec>\S+): (?P<bytes>\d+) bytes$"),
+    # Any test-time-training evaluation starting (phased, sliding, chunked): a log that shows one
+    # starting must also show its result line, or the run was cut short.
+    "ttt_begin": re.compile(r"^(?:beginning TTT eval timer|ttt_phased: |ttt_sliding:start|ttt:start)"),
     "ttt_phased": re.compile(
         r"^ttt_phased: total_docs:(?P<total_docs>\d+) prefix_docs:(?P<prefix_docs>\d+) .*$"
     ),
