@@ -67,3 +67,29 @@ def assemble(session: nox.Session) -> None:
         session.error("Usage: nox -s assemble -- --logs LOG... --name NAME (see `golfkit assemble --help`)")
     _install(session)
     session.run("golfkit", "assemble", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The whole record pipeline on CPU in minutes, no download: `nox -s demo [-- --seeds 42 314]`."""
+    _install(session, torch=True)
+    session.run("golfkit", "demo", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def record(session: nox.Session) -> None:
+    """Run the record's seeds, verify and assemble: `nox -s record -- seeds 42 314 999 [--name NAME]`.
+
+    Runs in the interpreter that launched nox (the GPU image's or your own), which must hold the
+    project (`pip install -e .[train]`), CUDA torch and FlashAttention.
+    """
+    if not session.posargs:
+        session.error("Usage: nox -s record -- seeds 42 314 999 [--nproc N] [--name NAME] [--force] [ENV=VALUE ...]")
+    session.run("python", "-m", "golfkit", "record", *session.posargs, external=True)
+
+
+@nox.session
+def bundle(session: nox.Session) -> None:
+    """Write the one-file train_gpt.py a PR folder ships: `nox -s bundle [-- --out train_gpt.py]`."""
+    _install(session)
+    session.run("golfkit", "bundle", *session.posargs)

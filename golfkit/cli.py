@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("golfkit.data_cmd", "download the CaseOps dataset or build shards from documents"),
     "bundle": ("golfkit.bundle", "turn the record/ package into a one-file train_gpt.py"),
     "params": ("golfkit.params", "print the record's config and parameter count without training"),
+    "record": ("golfkit.runner", "run the record's seeds (preflight, resume, verify, assemble)"),
+    "demo": ("golfkit.demo", "run the whole pipeline on CPU with an offline corpus"),
 }
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2

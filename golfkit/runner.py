@@ -56,13 +56,22 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
         print("golfkit record: preflight failed; nothing was run", file=err)
         return 2
 
-    command = launch_command(plan.nproc, use_torchrun=presets.uses_torchrun(plan.preset, plan.nproc))
+    command = launch_command(plan.nproc, presets.uses_torchrun(plan.preset, plan.nproc), plan.program)
+    status = run_seeds(plan, command, base_env, cfg, out, err)
+    if status != 0:
+        return status
+    return _verify_and_assemble(plan, out, err)
+
+
+def run_seeds(
+    plan: RunPlan, command: list[str], base_env: Mapping[str, str], cfg: object, out: TextIO, err: TextIO
+) -> int:
+    """Run every seed of the plan in turn, skipping complete ones; 0, 1 (a seed failed) or 130 (Ctrl-C)."""
     for index, seed in enumerate(plan.seeds, start=1):
         final = final_log_path(plan.runs_dir, seed)
         if is_complete_log(final) and not plan.force:
             print(
-                f"seed {seed} ({index}/{len(plan.seeds)}): complete log {final} kept, skipping "
-                "(--force reruns it)",
+                f"seed {seed} ({index}/{len(plan.seeds)}): complete log {final} kept, skipping (--force reruns it)",
                 file=out,
             )
             continue
@@ -98,7 +107,7 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
             )
             return 1
         print(f"seed {seed}: done in {outcome.seconds:.0f} s, log {outcome.log}", file=out)
-    return _verify_and_assemble(plan, out, err)
+    return 0
 
 
 def _load_config(plan: RunPlan, base_env: Mapping[str, str]) -> object:

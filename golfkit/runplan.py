@@ -37,6 +37,7 @@ class RunPlan:
     records_dir: Path = Path("records")
     author: str | None = None
     github_id: str | None = None
+    program: Path | None = None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,16 +48,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="`seeds` followed by one or more integer seeds, then any ENV=VALUE hyperparameter overrides "
         "(the record's variable names, e.g. MAX_WALLCLOCK_SECONDS=120)",
     )
-    parser.add_argument(
-        "--nproc", type=int, default=None, help="processes (GPUs) per seed; default: all GPUs"
-    )
+    parser.add_argument("--nproc", type=int, default=None, help="processes (GPUs) per seed; default: all GPUs")
     parser.add_argument("--preset", choices=PRESETS, default="record", help="record (8xH100) or demo (CPU)")
     parser.add_argument("--name", help="also assemble records/track_10min_16mb/<date>_<NAME>/ at the end")
     parser.add_argument("--force", action="store_true", help="rerun seeds whose log is already complete")
-    parser.add_argument(
-        "--runs-dir", type=Path, default=None, help="where seed logs go (default: runs/<preset>)"
-    )
+    parser.add_argument("--runs-dir", type=Path, default=None, help="where seed logs go (default: runs/<preset>)")
     parser.add_argument("--records-dir", type=Path, default=Path("records"), help="root of assembled folders")
+    parser.add_argument(
+        "--program",
+        type=Path,
+        default=None,
+        help="run this script (e.g. a bundled train_gpt.py) instead of the installed `record` package",
+    )
     parser.add_argument("--author", help="author name for the assembled submission.json")
     parser.add_argument("--github-id", help="GitHub id for the assembled submission.json")
 
@@ -81,9 +84,7 @@ def plan_from_args(args: argparse.Namespace, default_nproc: int = 1) -> RunPlan:
         try:
             seeds.append(int(word))
         except ValueError:
-            raise GolfkitError(
-                word, "not an integer seed nor an ENV=VALUE override", f"usage: {USAGE}"
-            ) from None
+            raise GolfkitError(word, "not an integer seed nor an ENV=VALUE override", f"usage: {USAGE}") from None
     if not seeds:
         raise GolfkitError("seeds", "the seed list is empty", "e.g. `seeds 42 314 999`")
     duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
@@ -92,6 +93,8 @@ def plan_from_args(args: argparse.Namespace, default_nproc: int = 1) -> RunPlan:
     nproc = args.nproc if args.nproc is not None else default_nproc
     if not 1 <= nproc <= 8:
         raise GolfkitError("--nproc", f"{nproc} is outside 1..8", "the record runs on 1 to 8 GPUs")
+    if args.program is not None and not args.program.is_file():
+        raise GolfkitError(str(args.program), "no such program file", "give the path of a train_gpt.py")
     runs_dir = args.runs_dir or Path("runs") / args.preset
     return RunPlan(
         seeds=tuple(seeds),
@@ -104,4 +107,5 @@ def plan_from_args(args: argparse.Namespace, default_nproc: int = 1) -> RunPlan:
         records_dir=args.records_dir,
         author=args.author,
         github_id=args.github_id,
+        program=args.program,
     )

@@ -56,19 +56,16 @@ def parse_step_line(line: str) -> StepProgress | None:
     return StepProgress(int(step), int(iterations), float(loss), float(minutes))
 
 
-def launch_command(nproc: int, use_torchrun: bool) -> list[str]:
-    """The command that starts the record program: torchrun for GPUs, plain Python for a CPU demo."""
+def launch_command(nproc: int, use_torchrun: bool, program: Path | None = None) -> list[str]:
+    """The command that starts the record program: torchrun for GPUs, plain Python for a CPU demo.
+
+    `program` runs a script (a bundled train_gpt.py) instead of the installed `record` package.
+    """
+    target = [str(program)] if program is not None else ["-m", "record"]
     if use_torchrun:
-        return [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc_per_node={nproc}",
-            "-m",
-            "record",
-        ]
-    return [sys.executable, "-m", "record"]
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        return [*torchrun, *target]
+    return [sys.executable, *target]
 
 
 class SeedInterrupted(Exception):
@@ -98,6 +95,9 @@ def run_seed(
     """Run one seed to the end, streaming each output line to `on_line` and to the partial log."""
     runs_dir.mkdir(parents=True, exist_ok=True)
     partial = partial_log_path(runs_dir, seed)
+    if partial.exists():  # an earlier interrupted attempt: keep it, it may hold the clue to a crash
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(partial.stat().st_mtime))
+        partial.replace(runs_dir / f"{partial.name}.{stamp}.old")
     started = time.monotonic()
     with partial.open("w", encoding="utf-8") as log:
         child = subprocess.Popen(

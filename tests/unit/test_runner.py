@@ -1,0 +1,127 @@
+"""Seed orchestration: resume after an interruption, partial logs, failures, argument refusal."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from golfkit.cli import run as cli_run
+from golfkit.runner import run_seeds
+from golfkit.runplan import RunPlan
+from golfkit.seedrun import final_log_path, is_complete_log, launch_command, partial_log_path
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE = REPO / "tests" / "fixtures" / "programs" / "fake_record.py"
+
+
+def _plan(runs_dir: Path, seeds: tuple[int, ...], force: bool = False) -> RunPlan:
+    return RunPlan(seeds=seeds, nproc=1, preset="demo", runs_dir=runs_dir, force=force, program=FAKE)
+
+
+def _run(plan: RunPlan, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    command = launch_command(1, use_torchrun=False, program=FAKE)
+    code = run_seeds(plan, command, env or {}, object(), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_complete_seeds_are_skipped_and_their_logs_untouched(tmp_path: Path) -> None:
+    code, out, _ = _run(_plan(tmp_path, (42, 314)))
+    assert code == 0
+    first = final_log_path(tmp_path, 42).read_bytes()
+    assert is_complete_log(final_log_path(tmp_path, 314))
+    code, out, _ = _run(_plan(tmp_path, (42, 314, 999)))
+    assert code == 0
+    assert "seed 42 (1/3): complete log" in out and "skipping" in out
+    assert "seed 314 (2/3): complete log" in out
+    assert final_log_path(tmp_path, 42).read_bytes() == first
+    assert is_complete_log(final_log_path(tmp_path, 999))
+
+
+def test_force_reruns_but_keeps_the_old_log(tmp_path: Path) -> None:
+    _run(_plan(tmp_path, (7,)))
+    old = final_log_path(tmp_path, 7).read_bytes()
+    code, out, _ = _run(_plan(tmp_path, (7,), force=True))
+    assert code == 0 and "previous complete log kept" in out
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("train_seed7.log.") and p.name.endswith(".old")]
+    assert len(kept) == 1 and kept[0].read_bytes() == old
+
+
+def test_failed_seed_stops_the_run_and_keeps_its_log(tmp_path: Path) -> None:
+    code, _, err = _run(_plan(tmp_path, (1, 2, 3)), env={"FAKE_FAIL_SEED": "2"})
+    assert code == 1
+    assert "seed 2 failed (exit 1)" in err and "RuntimeError: boom" in err
+    assert is_complete_log(final_log_path(tmp_path, 1))
+    assert "RuntimeError: boom" in partial_log_path(tmp_path, 2).read_text()
+    assert not final_log_path(tmp_path, 2).exists() and not final_log_path(tmp_path, 3).exists()
+
+
+_DRIVER = """
+import sys
+from pathlib import Path
+from golfkit.runner import run_seeds
+from golfkit.runplan import RunPlan
+from golfkit.seedrun import launch_command
+fake, runs = Path(sys.argv[1]), Path(sys.argv[2])
+plan = RunPlan(seeds=(42, 314, 999), nproc=1, preset="demo", runs_dir=runs, program=fake)
+sys.exit(run_seeds(plan, launch_command(1, False, fake), {}, object(), sys.stdout, sys.stderr))
+"""
+
+
+def test_ctrl_c_in_seed_two_then_resume(tmp_path: Path) -> None:
+    """Interrupt during seed 2: seed 1 stays complete (same bytes), seed 2 is left as a partial log;
+    running again skips seed 1, redoes seed 2 and runs seed 3."""
+    env = {**os.environ, "FAKE_STEP_SLEEP": "0.3", "PYTHONUNBUFFERED": "1"}
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(FAKE), str(tmp_path)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    partial2 = partial_log_path(tmp_path, 314)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (partial2.exists() and "train_loss" in partial2.read_text()):
+        time.sleep(0.05)
+    assert partial2.exists(), "seed 2 never started"
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "interrupted during seed 314" in err
+    seed1 = final_log_path(tmp_path, 42).read_bytes()
+    assert is_complete_log(final_log_path(tmp_path, 42))
+    assert "interrupted by the user" in partial2.read_text()
+    assert not final_log_path(tmp_path, 314).exists()
+
+    code, out, _ = _run(_plan(tmp_path, (42, 314, 999)))
+    assert code == 0
+    assert "seed 42 (1/3): complete log" in out
+    assert final_log_path(tmp_path, 42).read_bytes() == seed1
+    assert is_complete_log(final_log_path(tmp_path, 314)) and is_complete_log(final_log_path(tmp_path, 999))
+    assert not partial_log_path(tmp_path, 314).exists()
+    assert any(p.name.startswith("train_seed314.partial.log.") for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["seeds"], "the seed list is empty"),
+        (["seeds", "42", "42"], "seed 42 is listed twice"),
+        (["42", "314"], "expected `seeds`"),
+        (["seeds", "4x2"], "not an integer seed"),
+        (["seeds", "42", "SEED=1"], "SEED is set per run"),
+    ],
+)
+def test_bad_seed_lists_are_refused_in_one_line(words: list[str], message: str) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli_run(["record", *words, "--preset", "demo"], out, err)
+    assert code == 2
+    assert message in err.getvalue()
+    assert len(err.getvalue().strip().splitlines()) == 1
