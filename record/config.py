@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from record.errors import RecordError
+from record.logkeys import fmt_hyperparameters
 
 DATASET_NAME = "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
 TOKENIZER_NAME = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
@@ -263,7 +264,7 @@ class Config:
 
     def hyperparameter_lines(self) -> list[str]:
         """The `Hyperparameters:` block exactly as the reference logs it."""
-        return ["Hyperparameters:"] + [f"  {key}: {value}" for key, value in self.as_dict().items()]
+        return fmt_hyperparameters(self.as_dict()).split("\n")
 
 
 DERIVED_DUMP_KEYS = (

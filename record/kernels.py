@@ -1,0 +1,243 @@
+"""Training's two fused Triton kernels, each with the plain PyTorch `*_ref` it must match.
+
+- `leaky_relu_square_up`: the MLP up-projection with LeakyReLU(0.5)^2 in the matmul epilogue, so the
+  2048-wide pre-activation is written once instead of being read back by a separate activation kernel.
+- `softcapped_cross_entropy`: cap*tanh(z/cap) followed by cross-entropy, row by row with an online
+  log-sum-exp, so the softcapped fp32 logits (98k x 8192 per micro-batch) are never materialised.
+
+Both are `torch.autograd.Function`s with Triton forward and backward; the launchers fall back to the
+references when Triton cannot run (CPU without TRITON_INTERPRET, or asked not to).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+try:  # Triton is optional: the program must import and run on a CPU box without it.
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised only where Triton is absent
+    triton = None
+    tl = None
+
+LEAKY_SLOPE = 0.5
+
+
+def leaky_relu_square_up_ref(x: Tensor, w_up: Tensor) -> Tensor:
+    """leaky_relu(x @ w_up^T, 0.5)^2, the definition."""
+    return F.leaky_relu(F.linear(x, w_up), negative_slope=LEAKY_SLOPE).square()
+
+
+def softcapped_cross_entropy_ref(logits: Tensor, targets: Tensor, softcap: float) -> Tensor:
+    """Per-row cross-entropy of cap*tanh(logits/cap) in fp32, the definition. logits [N, V] -> [N]."""
+    capped = softcap * torch.tanh(logits.float() / softcap)
+    return F.cross_entropy(capped, targets, reduction="none")
+
+
+@functools.cache
+def fused_kernels_available() -> bool:
+    """Triton imports and has somewhere to run (a CUDA device, or its CPU interpreter)."""
+    if triton is None:
+        return False
+    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+
+
+if triton is not None:
+
+    @triton.jit
+    def _leaky_sq_up_fwd_kernel(
+        x_ptr, w_ptr, pre_ptr, act_ptr, M, N, K,
+        stride_xm, stride_xk, stride_wn, stride_wk, stride_om, stride_on,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    ):  # fmt: skip
+        # Grouped tile order: consecutive programs share rows of x, so those stay in L2.
+        pid = tl.program_id(0)
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(N, BLOCK_N)
+        group = pid // (GROUP_M * tiles_n)
+        first_m = group * GROUP_M
+        rows_in_group = tl.minimum(tiles_m - first_m, GROUP_M)
+        tile_m = first_m + (pid % (GROUP_M * tiles_n)) % rows_in_group
+        tile_n = (pid % (GROUP_M * tiles_n)) // rows_in_group
+        offs_m = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_k = tl.arange(0, BLOCK_K)
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + offs_k
+            a = tl.load(
+                x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
+                mask=(offs_m[:, None] < M) & (kk[None, :] < K),
+                other=0.0,
+            )
+            b = tl.load(
+                w_ptr + offs_n[None, :] * stride_wn + kk[:, None] * stride_wk,
+                mask=(offs_n[None, :] < N) & (kk[:, None] < K),
+                other=0.0,
+            )
+            acc = tl.dot(a, b, acc)
+        leaky = tl.where(acc > 0, acc, acc * 0.5)
+        out_offsets = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
+        out_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+        tl.store(pre_ptr + out_offsets, acc.to(pre_ptr.dtype.element_ty), mask=out_mask)
+        tl.store(act_ptr + out_offsets, (leaky * leaky).to(act_ptr.dtype.element_ty), mask=out_mask)
+
+    @triton.jit
+    def _leaky_sq_grad_kernel(grad_ptr, pre_ptr, out_ptr, numel, BLOCK: tl.constexpr):
+        # d/dh leaky(h)^2 = 2h for h > 0, 2 * (0.5h) * 0.5 = 0.5h otherwise.
+        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < numel
+        grad = tl.load(grad_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        pre = tl.load(pre_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        slope = tl.where(pre > 0, 2.0 * pre, 0.5 * pre)
+        tl.store(out_ptr + offs, (grad * slope).to(out_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _softcap_ce_fwd_kernel(
+        logits_ptr, targets_ptr, loss_ptr, lse_ptr, V, stride_row, softcap,
+        BLOCK_V: tl.constexpr,
+    ):  # fmt: skip
+        row = tl.program_id(0)
+        base = logits_ptr + row.to(tl.int64) * stride_row
+        target = tl.load(targets_ptr + row)
+        running_max = -float("inf")
+        running_sum = 0.0
+        target_value = 0.0
+        for v0 in range(0, V, BLOCK_V):
+            cols = v0 + tl.arange(0, BLOCK_V)
+            z = tl.load(base + cols, mask=cols < V, other=0.0).to(tl.float32)
+            # tanh(u) = 1 - 2 / (exp(2u) + 1): exact limits at +-inf, no libdevice needed.
+            capped = softcap * (1.0 - 2.0 / (tl.exp(2.0 * z / softcap) + 1.0))
+            capped = tl.where(cols < V, capped, -float("inf"))
+            block_max = tl.max(capped, axis=0)
+            new_max = tl.maximum(running_max, block_max)
+            running_sum = running_sum * tl.exp(running_max - new_max) + tl.sum(tl.exp(capped - new_max), axis=0)
+            running_max = new_max
+            target_value += tl.sum(tl.where(cols == target, capped, 0.0), axis=0)
+        lse = running_max + tl.log(running_sum)
+        tl.store(lse_ptr + row, lse)
+        tl.store(loss_ptr + row, lse - target_value)
+
+    @triton.jit
+    def _softcap_ce_bwd_kernel(
+        logits_ptr, targets_ptr, lse_ptr, grad_loss_ptr, grad_logits_ptr, V, stride_row, stride_grad_row, softcap,
+        BLOCK_V: tl.constexpr,
+    ):  # fmt: skip
+        row = tl.program_id(0)
+        base = logits_ptr + row.to(tl.int64) * stride_row
+        out = grad_logits_ptr + row.to(tl.int64) * stride_grad_row
+        target = tl.load(targets_ptr + row)
+        lse = tl.load(lse_ptr + row)
+        grad = tl.load(grad_loss_ptr + row)
+        for v0 in range(0, V, BLOCK_V):
+            cols = v0 + tl.arange(0, BLOCK_V)
+            z = tl.load(base + cols, mask=cols < V, other=0.0).to(tl.float32)
+            t = 1.0 - 2.0 / (tl.exp(2.0 * z / softcap) + 1.0)
+            prob = tl.exp(softcap * t - lse)
+            d_capped = (prob - tl.where(cols == target, 1.0, 0.0)) * grad
+            tl.store(out + cols, (d_capped * (1.0 - t * t)).to(grad_logits_ptr.dtype.element_ty), mask=cols < V)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _mlp_tiles(device: torch.device) -> dict[str, int]:
+    """Tile sizes: Hopper-sized on a GPU, small in the interpreter (which runs them in numpy)."""
+    if device.type == "cuda" and not _interpreting():
+        return {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
+    return {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}
+
+
+def _leaky_sq_up_forward(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    rows, inner = x.shape
+    width = w.shape[0]
+    pre = torch.empty(rows, width, device=x.device, dtype=x.dtype)
+    act = torch.empty_like(pre)
+    tiles = _mlp_tiles(x.device)
+
+    def grid(meta: dict) -> tuple[int]:
+        return (triton.cdiv(rows, meta["BLOCK_M"]) * triton.cdiv(width, meta["BLOCK_N"]),)
+
+    _leaky_sq_up_fwd_kernel[grid](
+        x, w, pre, act, rows, width, inner,
+        x.stride(0), x.stride(1), w.stride(0), w.stride(1), pre.stride(0), pre.stride(1),
+        **tiles,
+    )  # fmt: skip
+    return pre, act
+
+
+class _LeakySquareUp(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        pre, act = _leaky_sq_up_forward(x, w)
+        ctx.save_for_backward(x, w, pre)
+        return act
+
+    @staticmethod
+    def backward(ctx, grad_act: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        x, w, pre = ctx.saved_tensors
+        grad_act = grad_act.contiguous()
+        grad_pre = torch.empty_like(pre)
+        block = 1024
+        _leaky_sq_grad_kernel[(triton.cdiv(pre.numel(), block),)](grad_act, pre, grad_pre, pre.numel(), BLOCK=block)
+        return grad_pre @ w, grad_pre.t() @ x
+
+
+def leaky_relu_square_up(x: Tensor, w_up: Tensor, use_kernel: bool = True) -> Tensor:
+    """leaky_relu(x @ w_up^T, 0.5)^2 for x [..., K], w_up [N, K]; the Triton kernel when it can run.
+
+    Under autocast both operands are cast to the autocast dtype first, as F.linear would do."""
+    if not (use_kernel and fused_kernels_available()):
+        return leaky_relu_square_up_ref(x, w_up)
+    if torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+        x, w_up = x.to(dtype), w_up.to(dtype)
+    w_up = w_up.to(x.dtype)
+    flat = x.reshape(-1, x.shape[-1]).contiguous()
+    with torch.autocast(x.device.type, enabled=False):
+        act = _LeakySquareUp.apply(flat, w_up.contiguous())
+    return act.view(*x.shape[:-1], w_up.shape[0])
+
+
+def _ce_block(vocab: int) -> int:
+    return min(4096 if not _interpreting() else 256, triton.next_power_of_2(vocab))
+
+
+class _SoftcappedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, softcap: float) -> Tensor:  # type: ignore[override]
+        rows, vocab = logits.shape
+        losses = torch.empty(rows, device=logits.device, dtype=torch.float32)
+        lse = torch.empty_like(losses)
+        block = _ce_block(vocab)
+        _softcap_ce_fwd_kernel[(rows,)](
+            logits, targets, losses, lse, vocab, logits.stride(0), float(softcap), BLOCK_V=block
+        )
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.softcap = float(softcap)
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        logits, targets, lse = ctx.saved_tensors
+        rows, vocab = logits.shape
+        grad_logits = torch.empty_like(logits)
+        grad_losses = grad_losses.float().contiguous()
+        _softcap_ce_bwd_kernel[(rows,)](
+            logits, targets, lse, grad_losses, grad_logits, vocab,
+            logits.stride(0), grad_logits.stride(0), ctx.softcap, BLOCK_V=_ce_block(vocab),
+        )  # fmt: skip
+        return grad_logits, None, None
+
+
+def softcapped_cross_entropy(logits: Tensor, targets: Tensor, softcap: float, use_kernel: bool = True) -> Tensor:
+    """Per-row fp32 losses of cap*tanh(logits/cap) against `targets`; logits [N, V], targets [N]."""
+    if not (use_kernel and fused_kernels_available()):
+        return softcapped_cross_entropy_ref(logits, targets, softcap)
+    return _SoftcappedCrossEntropy.apply(logits.contiguous(), targets.contiguous(), softcap)

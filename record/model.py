@@ -1,0 +1,358 @@
+"""The PR #1934 network, and only the network (compile, DDP and dtype live in train.build_model).
+
+A U-Net of pre-norm transformer blocks whose matrices live in four 3-D banks (so Muon can
+orthogonalise them slice by slice): tied SP8192 embedding, BOS-safe SmearGate, GQA attention with
+QK-norm, partial RoPE, per-head query gain, XSA and a sparse per-head output gate, LeakyReLU(0.5)^2
+MLP, layer-norm scaling 1/sqrt(layer+1), gated U-Net skips, two residual lanes in the late decoder,
+depth recurrence of a middle segment (switched on during training), logit softcap.
+
+Two hooks serve later stages without touching this file: `lora` (test-time training adds low-rank
+deltas at named sites) and `calib_capture` (GPTQ records the input of every matrix).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from record.attention import DOC_BOS_ID, DocLayout, doc_causal_attention, doc_layout, pick_attention_backend
+from record.config import Config
+from record.errors import RecordError
+from record.kernels import fused_kernels_available, leaky_relu_square_up, softcapped_cross_entropy
+
+
+class LoraHook(Protocol):
+    """What TTT's adapter set provides: a delta [B, T, out] for input x [B, T, in] at (slot, site)."""
+
+    def delta(self, slot: int, site: str, x: Tensor) -> Tensor: ...
+
+
+CalibCapture = Callable[[int, str, Tensor], None]
+
+
+def _rms(x: Tensor) -> Tensor:
+    return F.rms_norm(x, (x.shape[-1],))
+
+
+def _linear(x: Tensor, weight: Tensor) -> Tensor:
+    """x @ weight^T with the weight cast to the activations' dtype (banks stay fp32 for the optimiser)."""
+    return F.linear(x, weight.to(x.dtype))
+
+
+def rotate_partial(x: Tensor, cos: Tensor, sin: Tensor, rope_dims: int) -> Tensor:
+    """RoPE on the first `rope_dims` dims of each head (halves paired), the rest passed through.
+
+    x [B, T, H, D]; cos, sin [T, rope_dims/2]."""
+    half = rope_dims // 2
+    x1, x2, rest = x[..., :half], x[..., half:rope_dims], x[..., rope_dims:]
+    cos, sin = cos[None, :, None, :].to(x.dtype), sin[None, :, None, :].to(x.dtype)
+    return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
+
+
+class Attention(nn.Module):
+    """Per-layer control tensors of the attention; its matrices are slices of the GPT's banks."""
+
+    def __init__(self, cfg: Config, layer_idx: int) -> None:
+        super().__init__()
+        self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+        if cfg.sparse_attn_gate_enabled:
+            self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window))
+        self.use_xsa = layer_idx >= cfg.num_layers - cfg.xsa_last_n
+
+
+class Block(nn.Module):
+    """Per-layer scales and the residual mix; `layer_idx` fixes the layer-norm scale."""
+
+    def __init__(self, cfg: Config, layer_idx: int) -> None:
+        super().__init__()
+        self.attn = Attention(cfg, layer_idx)
+        self.attn_scale = nn.Parameter(torch.ones(cfg.model_dim))
+        self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(cfg.model_dim), torch.zeros(cfg.model_dim))))
+        self.ln_scale = 1.0 / math.sqrt(layer_idx + 1) if cfg.ln_scale else 1.0
+
+
+def layer_orders(cfg: Config, looping: bool) -> tuple[list[int], list[int]]:
+    """(encoder, decoder) layer indices of each block application.
+
+    Without looping the layers split in half. With looping the segment loop_start..loop_end runs
+    num_loops + 1 times and the whole sequence splits in half (17 = 8 + 9 applications by default).
+    """
+    if not looping:
+        half = cfg.num_layers // 2
+        return list(range(half)), list(range(half, cfg.num_layers))
+    segment = list(range(cfg.loop_start, cfg.loop_end + 1))
+    order = list(range(cfg.loop_start)) + segment * (cfg.num_loops + 1)
+    order += list(range(cfg.loop_end + 1, cfg.num_layers))
+    return order[: len(order) // 2], order[len(order) // 2 :]
+
+
+class GPT(nn.Module):
+    """The record's language model. `forward` is the training loss; the rest serve evaluation."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        if cfg.gated_attn_enabled or cfg.attn_out_gate_enabled:
+            raise RecordError(
+                "GATED_ATTN_ENABLED/ATTN_OUT_GATE_ENABLED", "only the sparse attention gate is implemented", "set 0"
+            )
+        self.cfg = cfg
+        layers, dim = cfg.num_layers, cfg.model_dim
+        self.tok_emb = nn.Embedding(cfg.vocab_size, dim)
+        self.qo_bank = nn.Parameter(torch.empty(2 * layers, dim, dim))
+        self.kv_bank = nn.Parameter(torch.empty(2 * layers, cfg.kv_dim, dim))
+        self.mlp_up_bank = nn.Parameter(torch.empty(layers, cfg.mlp_hidden, dim))
+        self.mlp_down_bank = nn.Parameter(torch.empty(layers, dim, cfg.mlp_hidden))
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(layers))
+        # Skips are sized for the looped order so the parameter set never changes mid-run.
+        encoder, decoder = layer_orders(cfg, looping=cfg.num_loops > 0)
+        self.num_skips = min(len(encoder), len(decoder))
+        self.skip_weights = nn.Parameter(torch.ones(self.num_skips, dim))
+        if cfg.skip_gates_enabled:
+            self.skip_gates = nn.Parameter(torch.zeros(self.num_skips, dim))
+        self.parallel_post_lambdas = nn.Parameter(torch.ones(layers, 2, 2))
+        self.parallel_resid_lambdas = nn.Parameter(torch.full((layers, 2), 1.1))
+        if cfg.smear_gate_enabled:
+            self.smear_gate = nn.Linear(cfg.gate_window, 1, bias=False)
+            self.smear_lambda = nn.Parameter(torch.zeros(1))
+        inv_freq = 1.0 / cfg.rope_base ** (torch.arange(0, cfg.rope_dims, 2, dtype=torch.float32) / cfg.rope_dims)
+        self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        self._looping = False
+        # Set by the trainer before compiling (and logged); None = pick the fastest that works here.
+        self.attention_backend: str | None = None
+        # Training's fused Triton kernels: None = use them where they run (CUDA + Triton).
+        self.use_fused_kernels: bool | None = None
+        self.calib_capture: CalibCapture | None = None
+        if not self.qo_bank.is_meta:
+            self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The reference init: orthogonal Q/K/V/MLP-up slices, zero output projections and MLP-down."""
+        layers = self.cfg.num_layers
+        nn.init.normal_(self.tok_emb.weight, mean=0.0, std=self.cfg.tied_embed_init_std)
+        for i in range(layers):
+            nn.init.orthogonal_(self.qo_bank[i])
+            nn.init.zeros_(self.qo_bank[layers + i])
+            nn.init.orthogonal_(self.kv_bank[i])
+            nn.init.orthogonal_(self.kv_bank[layers + i])
+            nn.init.orthogonal_(self.mlp_up_bank[i])
+            nn.init.zeros_(self.mlp_down_bank[i])
+        if self.cfg.sparse_attn_gate_init_std > 0:
+            for block in self.blocks:
+                nn.init.normal_(block.attn.attn_gate_w, std=self.cfg.sparse_attn_gate_init_std)
+        if self.cfg.smear_gate_enabled:
+            nn.init.zeros_(self.smear_gate.weight)
+
+    # --- depth recurrence ---
+    @property
+    def looping(self) -> bool:
+        return self._looping
+
+    def set_looping(self, enabled: bool) -> None:
+        """Switch depth recurrence on or off (a no-op request to loop when num_loops is 0)."""
+        self._looping = bool(enabled) and self.cfg.num_loops > 0
+
+    def block_order(self) -> list[int]:
+        encoder, decoder = layer_orders(self.cfg, self._looping)
+        return encoder + decoder
+
+    # --- public entry points ---
+    def forward(self, inputs: Tensor, targets: Tensor, *, layout: DocLayout | None = None) -> Tensor:
+        """Mean training loss (fused kernels where they run). `layout` may be precomputed by the loader."""
+        fused = self._fused(inputs.device)
+        hidden = self._hidden(inputs, layout or doc_layout(inputs), lora=None, fused=fused)
+        logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype))
+        losses = softcapped_cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), self.cfg.logit_softcap, use_kernel=fused
+        )
+        return losses.mean()
+
+    def forward_logits(self, inputs: Tensor, lora: LoraHook | None = None, doc_masked: bool = True) -> Tensor:
+        """Softcapped fp32 logits [B, T, V]; `doc_masked=False` attends over whole rows."""
+        hidden = self._hidden(inputs, doc_layout(inputs, doc_masked=doc_masked), lora=lora, fused=False)
+        if self.calib_capture is not None:
+            self.calib_capture(-1, "head_in", hidden)
+        logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype)).float()
+        if lora is not None:
+            logits = logits + lora.delta(-1, "head", hidden).float()
+        cap = self.cfg.logit_softcap
+        return cap * torch.tanh(logits / cap)
+
+    def per_token_loss(
+        self, inputs: Tensor, targets: Tensor, lora: LoraHook | None = None, doc_masked: bool = True
+    ) -> Tensor:
+        """Cross-entropy of every position, fp32 nats [B, T]."""
+        logits = self.forward_logits(inputs, lora=lora, doc_masked=doc_masked)
+        flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return flat.view(targets.shape)
+
+    # --- the network ---
+    def _fused(self, device: torch.device) -> bool:
+        if self.calib_capture is not None:
+            return False
+        if self.use_fused_kernels is not None:
+            return self.use_fused_kernels
+        return device.type == "cuda" and fused_kernels_available()
+
+    def _embed(self, inputs: Tensor) -> Tensor:
+        """Token embedding, then SmearGate: x_t += lambda * sigmoid(w . x_t[:window]) * x_{t-1},
+        except where token t is BOS, so no document sees the previous document's last token."""
+        x = self.tok_emb(inputs)
+        if not self.cfg.smear_gate_enabled:
+            return x
+        window = self.cfg.gate_window
+        gate = self.smear_lambda.to(x.dtype) * torch.sigmoid(_linear(x[:, 1:, :window], self.smear_gate.weight))
+        gate = gate * (inputs[:, 1:, None] != DOC_BOS_ID).to(x.dtype)
+        return torch.cat((x[:, :1], x[:, 1:] + gate * x[:, :-1]), dim=1)
+
+    def _rope_tables(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        inv_freq = self.rope_inv_freq.to(device)
+        rope_dims = self.cfg.rope_dims
+        if self.cfg.rope_yarn and seq_len > self.cfg.rope_train_seq_len:
+            base = self.cfg.rope_base * (seq_len / self.cfg.rope_train_seq_len) ** (rope_dims / (rope_dims - 2))
+            inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=device) / rope_dims)
+        angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
+        return angles.cos(), angles.sin()
+
+    def _hidden(self, inputs: Tensor, layout: DocLayout, lora: LoraHook | None, fused: bool) -> Tensor:
+        """Embedding through every block application to the final RMS-normed hidden state."""
+        x = _rms(self._embed(inputs))
+        x0 = x
+        rope = self._rope_tables(inputs.shape[1], inputs.device)
+        backend = self.attention_backend or pick_attention_backend(inputs.device.type, inputs.device.index)
+        run = _BlockRun(self, x0, layout, rope, backend, lora, fused)
+        encoder, decoder = layer_orders(self.cfg, self._looping)
+        skips: list[Tensor] = []
+        for layer in encoder:
+            x = run.serial(layer, x)
+            skips.append(x)
+        lane0: Tensor | None = None
+        lane1: Tensor | None = None
+        start = self.cfg.parallel_start_layer
+        for j, layer in enumerate(decoder):
+            two_lanes = 0 < start <= layer
+            if two_lanes and lane0 is None:
+                lane0 = lane1 = x
+            if j < self.num_skips and skips:
+                if two_lanes:
+                    lane0 = self._blend_skip(j, skips.pop(), lane0)
+                else:
+                    x = self._blend_skip(j, skips.pop(), x)
+            if two_lanes:
+                lane0, lane1 = run.parallel(layer, lane0, lane1)
+            else:
+                x = run.serial(layer, x)
+        if lane0 is not None:
+            x = 0.5 * (lane0 + lane1)
+        return _rms(x)
+
+    def _blend_skip(self, j: int, skip: Tensor, x: Tensor) -> Tensor:
+        scaled = self.skip_weights[j].to(x.dtype) * skip
+        if not self.cfg.skip_gates_enabled:
+            return x + scaled
+        return torch.lerp(scaled, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
+
+
+class _BlockRun:
+    """One forward pass's block applications: counts slots for the LoRA hook, feeds the calibration hook."""
+
+    def __init__(
+        self,
+        model: GPT,
+        x0: Tensor,
+        layout: DocLayout,
+        rope: tuple[Tensor, Tensor],
+        backend: str,
+        lora: LoraHook | None,
+        fused: bool,
+    ) -> None:
+        self.m, self.cfg, self.x0, self.layout, self.rope = model, model.cfg, x0, layout, rope
+        self.backend, self.lora, self.fused, self.capture = backend, lora, fused, model.calib_capture
+        self.slot = 0
+
+    def _lora(self, site: str, x: Tensor, out: Tensor) -> Tensor:
+        return out if self.lora is None else out + self.lora.delta(self.slot, site, x).to(out.dtype)
+
+    def _capture(self, layer: int, site: str, x: Tensor) -> None:
+        if self.capture is not None:
+            self.capture(layer, site, x)
+
+    def serial(self, layer: int, x: Tensor) -> Tensor:
+        block = self.m.blocks[layer]
+        mix = block.resid_mix.to(x.dtype)
+        read = mix[0] * x + mix[1] * self.x0
+        x = read + block.attn_scale.to(x.dtype) * self.attention(layer, _rms(read) * block.ln_scale)
+        x = x + block.mlp_scale.to(x.dtype) * self.mlp(layer, _rms(x) * block.ln_scale)
+        self.slot += 1
+        return x
+
+    def parallel(self, layer: int, lane0: Tensor, lane1: Tensor) -> tuple[Tensor, Tensor]:
+        """Attention reads lane 0, the MLP reads lane 1, and each writes into both lanes."""
+        block = self.m.blocks[layer]
+        mix = block.resid_mix.to(lane0.dtype)
+        read = mix[0] * lane0 + mix[1] * self.x0
+        attn = block.attn_scale.to(lane0.dtype) * self.attention(layer, _rms(read) * block.ln_scale)
+        mlp = block.mlp_scale.to(lane1.dtype) * self.mlp(layer, _rms(lane1) * block.ln_scale)
+        resid = self.m.parallel_resid_lambdas[layer].to(lane0.dtype)
+        post = self.m.parallel_post_lambdas[layer].to(lane0.dtype)  # [source (attn, mlp), lane]
+        new0 = resid[0] * lane0 + post[0, 0] * attn + post[1, 0] * mlp
+        new1 = resid[1] * lane1 + post[0, 1] * attn + post[1, 1] * mlp
+        self.slot += 1
+        return new0, new1
+
+    def attention(self, layer: int, n: Tensor) -> Tensor:
+        cfg, m = self.cfg, self.m
+        attn = m.blocks[layer].attn
+        self._capture(layer, "attn_in", n)
+        rows, seq_len, _ = n.shape
+        q = self._lora("q", n, _linear(n, m.qo_bank[layer])).view(rows, seq_len, cfg.num_heads, cfg.head_dim)
+        k = self._lora("k", n, _linear(n, m.kv_bank[layer])).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
+        v = self._lora("v", n, _linear(n, m.kv_bank[cfg.num_layers + layer]))
+        v = v.view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
+        q, k = _rms(q), _rms(k)
+        if cfg.rope_dims:
+            q = rotate_partial(q, *self.rope, cfg.rope_dims)
+            k = rotate_partial(k, *self.rope, cfg.rope_dims)
+        q = q * attn.q_gain.to(q.dtype)[:, None]
+        y = doc_causal_attention(q, k, v, self.layout, self.backend)
+        if attn.use_xsa:
+            y = _remove_value_direction(y, v)
+        if cfg.sparse_attn_gate_enabled:
+            logit = _linear(n[..., : cfg.gate_window], attn.attn_gate_w)
+            y = y * torch.sigmoid(cfg.sparse_attn_gate_scale * logit)[..., None]
+        y = y.reshape(rows, seq_len, cfg.model_dim)
+        self._capture(layer, "proj_in", y)
+        return self._lora("o", n, _linear(y, m.qo_bank[cfg.num_layers + layer]))
+
+    def mlp(self, layer: int, n: Tensor) -> Tensor:
+        up, down = self.m.mlp_up_bank[layer], self.m.mlp_down_bank[layer]
+        self._capture(layer, "mlp_in", n)
+        if self.fused:
+            hidden = leaky_relu_square_up(n, up.to(n.dtype), use_kernel=True)
+        else:
+            hidden = F.leaky_relu(_linear(n, up), negative_slope=0.5).square()
+            self._capture(layer, "down_in", hidden)
+        return self._lora("mlp", n, _linear(hidden, down))
+
+
+def _remove_value_direction(y: Tensor, v: Tensor) -> Tensor:
+    """XSA: drop from each head's output its component along its KV head's (unit) value vector."""
+    rows, seq_len, heads, dim = y.shape
+    kv_heads = v.shape[2]
+    grouped = y.view(rows, seq_len, kv_heads, heads // kv_heads, dim)
+    unit = F.normalize(v, dim=-1).unsqueeze(3)
+    grouped = grouped - (grouped * unit).sum(dim=-1, keepdim=True) * unit
+    return grouped.view(rows, seq_len, heads, dim)
+
+
+def count_parameters(cfg: Config) -> int:
+    """Parameter count of GPT(cfg), built on the meta device (no memory, about a millisecond)."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    return sum(p.numel() for p in model.parameters())
