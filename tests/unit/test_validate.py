@@ -1,0 +1,276 @@
+"""golfkit validate: both schema profiles on every real submission.json, strict mutations, the CLI contract."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from golfkit.cli import run as cli_run
+from golfkit.validate import SCHEMA_PATH, json_path, load_schema, validate_document, validator_for
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+# Collection-time twin of conftest's shared_data fixture: parametrization needs the file list up front.
+SHARED_DATA = Path(os.environ.get("GOLFKIT_SHARED", REPO.parent / "shared")).resolve() / "data"
+
+HISTORICAL = SHARED_DATA / "all-submission-json"
+RECORDS = SHARED_DATA / "records"
+KIT_EXAMPLE = REPO / "submission.json"
+
+
+def _historical_files() -> list[str]:
+    return sorted(str(p.relative_to(HISTORICAL)) for p in HISTORICAL.glob("*/*/*.json")) if HISTORICAL.is_dir() else []
+
+
+def _record_folders() -> list[str]:
+    return sorted(p.parent.name for p in RECORDS.glob("*/submission.json")) if RECORDS.is_dir() else []
+
+
+# Historical files the lenient profile rejects, each after reading it: why it is defective, and the JSON
+# path the validator must name.
+LENIENT_REJECTS: dict[str, tuple[str, str]] = {
+    "track_10min_16mb/2026-03-19_smeargate_orthoinit_muonwd/submission.json": (
+        "no author, github_id, name or date: the rules ask for a name and GitHub ID, and it carries neither",
+        "$.date",
+    ),
+    "track_10min_16mb/2026-03-20_10L_Int5MLP_MuonWD04_SWA50/submission.json": (
+        "no val_bpb at all; the score 1.14276 (per its blurb a BPB mean) sits under val_loss, mislabeled",
+        "$",
+    ),
+    "track_non_record_16mb/2026-03-19_SwiGLU_WarmdownFix_QuarterBatch_1x5090/submission.json": (
+        "author and github_id are empty strings: nobody is named",
+        "$.author",
+    ),
+    "track_non_record_16mb/2026-03-23_DGAttention_DavidGao/submission.json": (
+        "bytes_total 16,638,468 is over the 16,000,000-byte cap that both 16mb tracks share",
+        "$.bytes_total",
+    ),
+}
+
+# April 2026 record files under the strict profile (what a NEW submission must carry). Only 2026-04-27
+# carries everything; for each other file, the first thing it lacks and the path that must be named.
+STRICT_REJECTS: dict[str, tuple[str, str]] = {
+    "2026-04-01_Vocab4096_MLPMult4_WD085": ("no val_loss_std, byte summaries or per-seed eval time", "$.val_loss_std"),
+    "2026-04-03_MuonEqR_DepthRecurrence_WD090_AllInt6": ("no track and no per-seed results", "$.seed_results"),
+    "2026-04-04_SP4096_DepthRecurrence_ParallelResid_MuonEqR": ("no val_loss anywhere (nats)", "$.val_loss"),
+    "2026-04-05_SP8192_GPTQ-Embeddings_SDClip_Loop45x2": ("no per-seed eval time", "$.seed_results['42'].eval_time_s"),
+    "2026-04-06_SP8192_HessianSDClip_ProgressiveRecurrence": ("a date-time for date; val_loss off its seeds", "$.date"),
+    "2026-04-08_SP8192_ParallelResid_ScoreFirstTTT": ("no val_loss, no blurb", "$.val_loss"),
+    "2026-04-09_A2_Muon097_3Seed": ("per-seed results under seeds (an object), no track", "$.seeds"),
+    "2026-04-09_SP8192_3LayerRecur_ParResid_QK525_LegalTTT": ("no val_loss (nats)", "$.seed_results['42'].val_loss"),
+    "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT": ("no top-level val_loss, no per-seed steps", "$.val_loss"),
+    "2026-04-18_PR1626_CaseOps_Taper": ("no per-seed val_loss", "$.seed_results['0'].val_loss"),
+    "2026-04-22_SP8192_CaseOps_GatedAttn_QuantGate_Loop45_PhasedTTT_MLPClip12": (
+        "complete except pytorch_version (versions are part of a reproducible submission)",
+        "$.pytorch_version",
+    ),
+    "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE": (
+        "per-seed eval time under another key (ttt_eval_time_s), no bytes_total or pytorch_version",
+        "$.bytes_total",
+    ),
+}
+STRICT_ACCEPTS = {"2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"}
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli_run(["validate", *argv], out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _paths(document: Any, profile: str = "strict") -> list[str]:
+    return [p.path for p in validate_document(document, profile)]
+
+
+def test_schema_file_is_valid_draft_2020_12() -> None:
+    schema = load_schema()
+    Draft202012Validator.check_schema(schema)
+    assert schema["$schema"].endswith("2020-12/schema")
+    assert {"strict", "lenient"} <= set(schema["$defs"])
+
+
+@pytest.mark.parametrize("relative", _historical_files())
+def test_lenient_accepts_every_well_formed_historical_file(shared_data: Path, relative: str) -> None:
+    path = shared_data / "all-submission-json" / relative
+    code, out, err = _cli("--profile", "lenient", str(path))
+    if relative in LENIENT_REJECTS:
+        reason, expected_path = LENIENT_REJECTS[relative]
+        assert code == 1, f"expected rejection ({reason})"
+        assert f"{path}: {expected_path}:" in out, out
+    else:
+        assert code == 0, f"{relative} rejected:\n{out}{err}"
+
+
+def test_every_expected_lenient_rejection_exists(shared_data: Path) -> None:
+    # A renamed fixture must not turn an expected rejection into a silent no-op.
+    assert set(LENIENT_REJECTS) <= set(_historical_files())
+
+
+@pytest.mark.parametrize("folder", _record_folders())
+def test_strict_on_april_2026_records(shared_data: Path, folder: str) -> None:
+    path = shared_data / "records" / folder / "submission.json"
+    code, out, _ = _cli(str(path))
+    if folder in STRICT_ACCEPTS:
+        assert code == 0, out
+        return
+    reason, expected_path = STRICT_REJECTS[folder]
+    assert code == 1, f"expected strict rejection: {reason}"
+    assert f"{path}: {expected_path}:" in out, out
+
+
+def test_every_record_is_decided(shared_data: Path) -> None:
+    assert set(_record_folders()) == set(STRICT_REJECTS) | STRICT_ACCEPTS
+
+
+def test_kit_example_is_strict_valid() -> None:
+    assert validate_document(json.loads(KIT_EXAMPLE.read_text()), "strict") == []
+
+
+def test_strict_document_passes_lenient_too() -> None:
+    assert validate_document(json.loads(KIT_EXAMPLE.read_text()), "lenient") == []
+
+
+def test_historical_fixture_is_lenient_not_strict() -> None:
+    document = json.loads((FIXTURES / "submissions" / "historical_minimal.json").read_text())
+    assert validate_document(document, "lenient") == []
+    assert "$.seed_results" in _paths(document, "strict")
+
+
+def _drop(key: str):
+    return lambda d: d.pop(key)
+
+
+def _set(value: Any, *keys: str):
+    def apply(d: dict) -> None:
+        for key in keys[:-1]:
+            d = d[key]
+        d[keys[-1]] = value
+
+    return apply
+
+
+def _drop_seed_field(seed: str, key: str):
+    return lambda d: d["seed_results"][seed].pop(key)
+
+
+def _grow_all_bytes(d: dict) -> None:
+    for entry in d["seed_results"].values():
+        entry["artifact_bytes"] += 30_000
+    d["artifact_bytes_max"] += 30_000
+    d["artifact_bytes_mean"] += 30_000
+    d["bytes_total"] += 30_000
+
+
+# (id, mutation of the kit's example, JSON path that must be named)
+MUTATIONS = [
+    ("val_bpb as string", _set("1.05993", "val_bpb"), "$.val_bpb"),
+    ("missing per-seed bytes", _drop_seed_field("42", "artifact_bytes"), "$.seed_results['42'].artifact_bytes"),
+    (
+        "per-seed bytes over cap",
+        _set(16_000_001, "seed_results", "314", "artifact_bytes"),
+        "$.seed_results['314'].artifact_bytes",
+    ),
+    ("bytes_total over cap", _grow_all_bytes, "$.bytes_total"),
+    ("seeds disagree with results", _set([42, 314, 7], "seeds"), "$.seeds"),
+    (
+        "extra per-seed entry",
+        lambda d: d["seed_results"].update({"7": dict(d["seed_results"]["42"])}),
+        "$.seed_results['7']",
+    ),
+    ("negative eval time", _set(-1.0, "seed_results", "999", "eval_time_s"), "$.seed_results['999'].eval_time_s"),
+    ("negative train time", _set(-598.9, "seed_results", "42", "train_time_s"), "$.seed_results['42'].train_time_s"),
+    ("bad date", _set("2026-02-30", "date"), "$.date"),
+    ("date-time for date", _set("2026-04-29T00:00:00Z", "date"), "$.date"),
+    ("bad track", _set("10min-16mb", "track"), "$.track"),
+    ("missing author", _drop("author"), "$.author"),
+    ("bad github id", _set("not a login", "github_id"), "$.github_id"),
+    ("empty name", _set("   ", "name"), "$.name"),
+    ("mean disagrees with seeds", _set(1.0590, "val_bpb"), "$.val_bpb"),
+    ("loss mean disagrees", _set(2.33, "val_loss"), "$.val_loss"),
+    ("std disagrees", _set(0.01, "val_bpb_std"), "$.val_bpb_std"),
+    ("max disagrees", _set(15_982_000, "artifact_bytes_max"), "$.artifact_bytes_max"),
+    ("mean bytes disagree", _set(15_000_000, "artifact_bytes_mean"), "$.artifact_bytes_mean"),
+    ("steps as float", _set(4984.5, "seed_results", "42", "steps"), "$.seed_results['42'].steps"),
+    ("seed as string", _set(["42", 314, 999], "seeds"), "$.seeds[0]"),
+    (
+        "too few seeds for a record",
+        lambda d: (d.update(seeds=[42]), d.update(seed_results={"42": d["seed_results"]["42"]})),
+        "$.seeds",
+    ),
+    ("non-record without reason", _set("non_record_16mb", "track"), "$.non_record_reason"),
+    ("delta inconsistent", _set(-0.05, "delta_vs_leaderboard_bpb"), "$.delta_vs_leaderboard_bpb"),
+    ("missing pytorch version", _drop("pytorch_version"), "$.pytorch_version"),
+    ("duplicate seeds", _set([42, 42, 999], "seeds"), "$.seeds"),
+]
+
+
+@pytest.mark.parametrize(("label", "mutate", "expected_path"), MUTATIONS, ids=[m[0] for m in MUTATIONS])
+def test_strict_rejects_mutation_naming_the_field(label: str, mutate, expected_path: str) -> None:
+    document = copy.deepcopy(json.loads(KIT_EXAMPLE.read_text()))
+    mutate(document)
+    problems = validate_document(document, "strict")
+    assert problems, f"{label}: accepted"
+    assert expected_path in [p.path for p in problems], [p.line("f") for p in problems]
+
+
+def test_at_least_fifteen_distinct_mutations() -> None:
+    assert len({m[2] for m in MUTATIONS}) >= 15
+
+
+def test_cli_lines_are_file_path_what_fix(tmp_path: Path) -> None:
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["val_bpb"] = "1.05993"
+    bad = tmp_path / "submission.json"
+    bad.write_text(json.dumps(document))
+    code, out, _ = _cli(str(bad))
+    lines = out.strip().splitlines()
+    assert code == 1
+    assert (
+        lines[0]
+        == f'{bad}: $.val_bpb: expected number, got string "1.05993" (write bits per byte as a positive JSON number)'
+    )
+    assert lines[-1].startswith("FAIL: 0 valid, 1 invalid")
+
+
+def test_cli_best_match_first() -> None:
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["seed_results"]["42"]["val_bpb"] = "x"
+    document.pop("hardware")
+    first = validate_document(document, "strict")[0]
+    assert first.path in {"$.hardware", "$.seed_results['42'].val_bpb"}
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    assert _cli(str(KIT_EXAMPLE))[0] == 0
+    assert _cli("--profile", "lenient", str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 0
+    assert _cli(str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 1
+    code, _out, err = _cli(str(KIT_EXAMPLE), str(FIXTURES / "submissions" / "truncated.json"))
+    assert code == 2
+    assert err.count("\n") == 1 and "truncated.json: not valid JSON at line" in err and "(fix the JSON syntax)" in err
+    code, _, err = _cli(str(tmp_path / "absent.json"))
+    assert code == 2 and "absent.json: cannot read" in err
+
+
+def test_unknown_profile_is_a_usage_error() -> None:
+    # argparse reports the bad choice itself (on the process's stderr) and the CLI exits 2.
+    assert _cli("--profile", "loose", str(KIT_EXAMPLE))[0] == 2
+
+
+def test_json_path_matches_jsonschema() -> None:
+    validator = validator_for("strict")
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["seed_results"]["42"]["steps"] = "many"
+    document["seeds"][1] = "x"
+    for error in validator.iter_errors(document):
+        assert json_path(error.absolute_path) == error.json_path
+
+
+def test_schema_path_is_inside_the_repo() -> None:
+    assert SCHEMA_PATH == REPO / "schemas" / "submission.schema.json"
