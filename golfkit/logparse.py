@@ -283,3 +283,15 @@ def _missing(path: Path, scan: _Scan, what: str) -> None:
         f"log ends without {what}; last line read: {last!r}" if last else f"log is empty, no {what}",
         "the run was cut short or this is not a record-track training log; re-run or attach the full log",
     )
+
+
+def looks_like_run_log(path: str | Path) -> bool:
+    """Whether a file is a run's log at all (a dump, step lines or scores), so a folder's `summary.log`
+    or a shell transcript can be passed over instead of being reported as a truncated run."""
+    p = LOG_PATTERNS
+    probes = (p["hyperparameters"], p["train_step"], p["stopping_early"], p["eval_result"])
+    try:
+        with Path(path).open(encoding="utf-8", errors="replace") as handle:
+            return any(probe.match(line.rstrip("\r\n")) for line in handle for probe in probes)
+    except OSError as exc:
+        raise GolfkitError(path, f"cannot read the log ({exc.strerror})", "check the path") from None

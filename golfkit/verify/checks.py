@@ -1,0 +1,299 @@
+"""The verifier's rules: small numbered checks, each `check(ctx) -> Outcome`, docstring = how to fix.
+
+Every check reads the parsed folder (`VerifyContext`) and the track's limits (`Rules`, from YAML) and
+returns pass, fail with a message naming the seed, the number and the margin, or skip when it does not
+apply. `CHECKS` lists them in report order; checks kept in other modules (e.g. the version-mismatch
+warning of `golfkit/verify/version_checks.py`) are found through `EXTRA_CHECK_MODULES`, each module
+exposing its own `CHECKS` list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from golfkit.rules import Rules
+from golfkit.stats import Significance
+from golfkit.verify.agreement import submission_mismatches
+from golfkit.verify.folder import RecordFolder, SeedRun
+
+Status = Literal["pass", "fail", "skip"]
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Status
+    detail: str = ""
+
+
+def passed(detail: str = "") -> Outcome:
+    return Outcome("pass", detail)
+
+
+def failed(detail: str) -> Outcome:
+    return Outcome("fail", detail)
+
+
+def skipped(detail: str) -> Outcome:
+    return Outcome("skip", detail)
+
+
+@dataclass(slots=True)
+class VerifyContext:
+    """Everything a check may look at."""
+
+    folder: RecordFolder
+    rules: Rules
+    require_code: bool = True
+    significance: Significance | None = None  # None when no baseline was given
+    baseline_label: str = ""
+
+    @property
+    def runs(self) -> list[SeedRun]:
+        return self.folder.runs
+
+    def log_name(self, run: SeedRun) -> str:
+        return run.log_names(self.folder.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: str
+    title: str
+    func: Callable[[VerifyContext], Outcome]
+    severity: Severity = "error"
+
+    @property
+    def fix(self) -> str:
+        return " ".join((self.func.__doc__ or "").split())
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n:,} B"
+
+
+def check_required_files(ctx: VerifyContext) -> Outcome:
+    """Add README.md, submission.json and train_gpt.py to the folder (the PR must be runnable as is);
+    use --no-code only to audit a folder whose code is kept elsewhere."""
+    required = [f for f in ctx.rules.required_files if ctx.require_code or f != "train_gpt.py"]
+    missing = [f for f in required if f not in ctx.folder.files]
+    if missing:
+        return failed(f"missing {', '.join(missing)} in {ctx.folder.path.name}")
+    note = "" if ctx.require_code else " (train_gpt.py not required: --no-code)"
+    return passed(f"{', '.join(required)} present{note}")
+
+
+def check_logs_pair_up(ctx: VerifyContext) -> Outcome:
+    """Keep exactly one training log per seed (name it train_seed<N>.log); put an eval-only re-run
+    beside the training log of the same seed."""
+    if ctx.folder.problems:
+        return failed("; ".join(ctx.folder.problems))
+    extra = f" ({'; '.join(ctx.folder.notes)})" if ctx.folder.notes else ""
+    return passed(f"{len(ctx.runs)} training logs, one per seed{extra}")
+
+
+def check_seed_names(ctx: VerifyContext) -> Outcome:
+    """Name each log after the seed it actually ran with (its Hyperparameters `seed:`), or re-run."""
+    wrong = [
+        f"{ctx.log_name(r)} is named for seed {r.train.file_seed} but ran with seed {r.seed}"
+        for r in ctx.runs
+        if r.train.file_seed is not None and r.train.file_seed != r.seed
+    ]
+    return failed("; ".join(wrong)) if wrong else passed("every log's name matches its seed")
+
+
+def check_min_seeds(ctx: VerifyContext) -> Outcome:
+    """Run more seeds of the same configuration (the track asks for at least this many)."""
+    need, have = ctx.rules.min_seeds, len(ctx.runs)
+    seeds = ", ".join(str(r.seed) for r in ctx.runs)
+    if have < need:
+        return failed(f"{have} seed(s) ({seeds}); the track needs at least {need}, {need - have} more")
+    return passed(f"{have} seeds: {seeds}")
+
+
+def check_artifact_size(ctx: VerifyContext) -> Outcome:
+    """Shrink the artifact (code + compressed model) under the decimal byte cap on every seed;
+    compressed size moves a few KB run to run, so keep slack."""
+    cap = ctx.rules.artifact_byte_cap
+    if cap is None:
+        return skipped("this track has no byte cap")
+    problems, sizes = [], []
+    for r in ctx.runs:
+        size = r.train.artifact_bytes
+        if size is None:
+            problems.append(f"seed {r.seed}: the log reports no artifact size ({ctx.log_name(r)})")
+        elif size > cap:
+            problems.append(
+                f"seed {r.seed}: artifact {_fmt_bytes(size)} exceeds the {_fmt_bytes(cap)} cap "
+                f"by {_fmt_bytes(size - cap)} ({ctx.log_name(r)})"
+            )
+        else:
+            sizes.append(size)
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"max {_fmt_bytes(max(sizes))}, slack {_fmt_bytes(cap - max(sizes))}")
+
+
+def check_train_time(ctx: VerifyContext) -> Outcome:
+    """Stop training (GPTQ calibration included) before the limit on every seed: lower the
+    wallclock cap or reserve more time for quantization."""
+    limit = ctx.rules.train_time_limit_s
+    if limit is None:
+        return skipped("this track has no training time limit")
+    problems, times = [], []
+    for r in ctx.runs:
+        t = r.train.train_time_s
+        if t is None:
+            problems.append(f"seed {r.seed}: the log reports no training time ({ctx.log_name(r)})")
+        elif t >= limit:
+            problems.append(
+                f"seed {r.seed}: training took {t:.3f} s, {t - limit:.3f} s over the {limit:g} s limit "
+                f"({ctx.log_name(r)})"
+            )
+        else:
+            times.append(t)
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"max {max(times):.3f} s of {limit:g} s")
+
+
+def check_forced_stop(ctx: VerifyContext) -> Outcome:
+    """Let the wallclock cap stop training; a fixed stop step ignores the clock (PR #1908)."""
+    keys = ctx.rules.forced_stop_keys
+    if not keys:
+        return skipped("no forced-stop settings defined for this track")
+    hits = [
+        f"seed {r.seed}: {key}={r.train.hyperparameters[key]}"
+        for r in ctx.runs
+        for key in keys
+        if r.train.hyperparameters.get(key, "") not in ("", "0", "None", "False")
+    ]
+    return failed("; ".join(hits)) if hits else passed("no forced stop step set")
+
+
+def check_eval_time(ctx: VerifyContext) -> Outcome:
+    """Make evaluation (including TTT and any precompute) finish within the limit on every seed."""
+    limit = ctx.rules.eval_time_limit_s
+    if limit is None:
+        return skipped("this track has no evaluation time limit")
+    problems, times = [], []
+    for r in ctx.runs:
+        t = r.eval_time_s
+        if t is None:
+            problems.append(f"seed {r.seed}: the log reports no evaluation time ({ctx.log_name(r)})")
+        elif t >= limit:
+            problems.append(
+                f"seed {r.seed}: evaluation took {t:.1f} s, {t - limit:.1f} s over the {limit:g} s limit "
+                f"({ctx.log_name(r)})"
+            )
+        else:
+            times.append(t)
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"max {max(times):.1f} s of {limit:g} s")
+
+
+def check_same_config(ctx: VerifyContext) -> Outcome:
+    """Run every seed with the same settings (only the seed, run id, ranks and paths may differ);
+    re-run the odd seed with the submitted configuration."""
+    dumped = [r for r in ctx.runs if r.train.hyperparameters]
+    if len(dumped) < 2:
+        return skipped("fewer than two logs with a Hyperparameters dump")
+    ref = dumped[0]
+    problems = []
+    for r in dumped[1:]:
+        keys = sorted(set(ref.train.hyperparameters) | set(r.train.hyperparameters))
+        diffs = [
+            f"{k}={r.train.hyperparameters.get(k, '<absent>')!s} vs {ref.train.hyperparameters.get(k, '<absent>')!s}"
+            for k in keys
+            if not ctx.rules.config_key_ignored(k)
+            and r.train.hyperparameters.get(k) != ref.train.hyperparameters.get(k)
+        ]
+        if diffs:
+            problems.append(f"seed {r.seed} differs from seed {ref.seed}: {', '.join(diffs)}")
+    missing = [str(r.seed) for r in ctx.runs if not r.train.hyperparameters]
+    if missing:
+        problems.append(f"seed(s) {', '.join(missing)} log no Hyperparameters dump to compare")
+    return failed("; ".join(problems)) if problems else passed(f"{len(dumped)} identical configurations")
+
+
+def check_same_code(ctx: VerifyContext) -> Outcome:
+    """Run every seed from the same train_gpt.py (equal code bytes); re-run seeds made with other code
+    (issue #1594)."""
+    sized = [r for r in ctx.runs if r.train.code_bytes is not None]
+    if len(sized) < 2:
+        return skipped("fewer than two logs report a code size")
+    ref = sized[0]
+    problems = [
+        f"seed {r.seed}: code {_fmt_bytes(r.train.code_bytes)} vs {_fmt_bytes(ref.train.code_bytes)} "
+        f"for seed {ref.seed} (differs by {r.train.code_bytes - ref.train.code_bytes:+,} B)"
+        for r in sized[1:]
+        if r.train.code_bytes != ref.train.code_bytes
+    ]
+    return failed("; ".join(problems)) if problems else passed(f"code {_fmt_bytes(ref.train.code_bytes)} on all")
+
+
+def check_submission_agrees(ctx: VerifyContext) -> Outcome:
+    """Copy every number in submission.json from the logs (per seed and means), to the digits stated."""
+    if ctx.folder.submission is None:
+        return failed(ctx.folder.submission_problem or "submission.json is missing")
+    mismatches, compared = submission_mismatches(ctx.folder.submission, ctx.runs)
+    if mismatches:
+        return failed("; ".join(mismatches))
+    return passed(f"{compared} stated numbers match the logs")
+
+
+def check_significance(ctx: VerifyContext) -> Outcome:
+    """Beat the baseline by the track's margin at its p-value: run more seeds or improve further."""
+    sig_rules = ctx.rules.significance
+    if sig_rules is None:
+        return skipped("this track has no significance rule")
+    sig = ctx.significance
+    if sig is None:
+        return skipped("no --baseline given")
+    one = sig.one_sample
+    text = (
+        f"vs {ctx.baseline_label}: mean val_loss {sig.candidate_mean:.5f} vs {sig.baseline_mean:.5f} "
+        f"(improvement {sig.improvement:.5f} nats, need > {sig.margin:g}); one-sample t={one.t:.3f} "
+        f"p={one.p:.3g}"
+    )
+    if sig.welch is not None:
+        text += f"; Welch t={sig.welch.t:.3f} p={sig.welch.p:.3g} df={sig.welch.df:.1f}"
+    text += f"; decided by the {sig.policy} at p < {one.alpha:g}"
+    return passed(text) if sig.significant else failed(text)
+
+
+CHECKS: list[Check] = [
+    Check("GK101", "required files", check_required_files),
+    Check("GK102", "one training log per seed", check_logs_pair_up),
+    Check("GK103", "log names match seeds", check_seed_names),
+    Check("GK104", "enough seeds", check_min_seeds),
+    Check("GK105", "artifact under the byte cap", check_artifact_size),
+    Check("GK106", "training under the time limit", check_train_time),
+    Check("GK107", "no forced stop step", check_forced_stop),
+    Check("GK108", "evaluation under the time limit", check_eval_time),
+    Check("GK109", "same configuration on every seed", check_same_config),
+    Check("GK110", "same code on every seed", check_same_code),
+    Check("GK111", "submission.json agrees with the logs", check_submission_agrees),
+    Check("GK112", "significant improvement over the baseline", check_significance),
+]
+
+# Modules with more checks (each defines `CHECKS: list[Check]`); missing modules are passed over.
+EXTRA_CHECK_MODULES: tuple[str, ...] = ("golfkit.verify.version_checks",)
+
+
+def all_checks() -> list[Check]:
+    """The built-in checks followed by those of every installed extra module."""
+    checks = list(CHECKS)
+    for name in EXTRA_CHECK_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            checks += list(importlib.import_module(name).CHECKS)
+    return checks
+
+
+def run_checks(ctx: VerifyContext, checks: list[Check] | None = None) -> list[tuple[Check, Outcome]]:
+    return [(check, check.func(ctx)) for check in (all_checks() if checks is None else checks)]
