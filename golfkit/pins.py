@@ -244,10 +244,12 @@ def _pyproject_problems(repo_root: Path) -> list[str]:
 
 
 def _expected_attention(pins: ImagePins) -> str:
-    """What the image's trainer uses: FlashAttention 3 when the lock has it, else FlashAttention 4."""
+    """What the image's trainer picks on Hopper (record.attention prefers FlashAttention 4, then 3)."""
+    if pins["flash-attn-4"] != ABSENT:
+        return f"fa4 {pins['flash-attn-4']}"
     if pins["flash-attn-3"] != ABSENT:
         return f"fa3 {pins['flash-attn-3']}"
-    return f"fa4 {pins['flash-attn-4']}"
+    return "sdpa"
 
 
 def compare_run_versions(recorded: Mapping[str, str], pins: ImagePins) -> RunComparison:
@@ -266,7 +268,9 @@ def compare_run_versions(recorded: Mapping[str, str], pins: ImagePins) -> RunCom
     torch_public = torch.split("+")[0] if torch else None
     check("torch", torch, pins["torch"], torch_public == pins["torch"].split("+")[0])
     cuda = _recorded_cuda(recorded)
-    check("cuda", cuda, _major_minor(pins["cuda"]), cuda is not None and _major_minor(cuda) == _major_minor(pins["cuda"]))
+    check(
+        "cuda", cuda, _major_minor(pins["cuda"]), cuda is not None and _major_minor(cuda) == _major_minor(pins["cuda"])
+    )
     triton = recorded.get("triton")
     check("triton", triton, pins["triton"], triton == pins["triton"])
     attention = recorded.get("flashattention")

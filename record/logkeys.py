@@ -273,3 +273,9 @@ LOG_PATTERNS: dict[str, re.Pattern[str]] = {
     "tttg": re.compile(rf"^tttg: c(?P<chunk>\d+)/(?P<num_chunks>\d+) lr:{_logkeys_num('lr')} t:.*$"),
     "total_eval_time": re.compile(rf"^total_eval_time:{_logkeys_num('seconds')}s$"),
 }
+
+
+def fmt_version_line(name: str, value: str) -> str:
+    """`Running NAME VALUE`: one version the run used (record/envinfo.py), in the reference's own
+    `Running Python ...` / `Running PyTorch ...` form so every log reader already understands it."""
+    return f"Running {name} {value}"
