@@ -33,7 +33,7 @@ from golfkit.logparse import RunRecord, parse_log
 from golfkit.plots import plot_seed_curves
 from golfkit.readme_render import FileEntry, render_readme
 from golfkit.rules import Rules, load_rules
-from golfkit.validate import read_json, validate_document
+from golfkit.validate import validate_document
 
 TRACKS = ("10min_16mb", "non_record_16mb")
 PLOT_NAME = "train_curves.png"
@@ -183,7 +183,7 @@ def build_submission(
         nats_per_bpb = _mean(loss) / _mean(bpb)
         delta_bpb = _mean(bpb) - baseline_bpb
         doc |= {
-            "comparison_baseline_bpb": baseline_bpb,
+            "comparison_baseline_bpb": round(baseline_bpb, 8),
             "delta_vs_leaderboard_bpb": round(delta_bpb, 8),
             "delta_vs_leaderboard_nats": round(delta_bpb * nats_per_bpb, 8),
         }
@@ -211,41 +211,22 @@ def build_submission(
     return doc
 
 
-def _baseline_losses(spec: str, records: Sequence[RunRecord]) -> tuple[list[float], float, str]:
-    """(per-seed val_loss in nats, baseline val_bpb, label) from a number, a submission.json or a folder.
-
-    A bare number is a leaderboard val_bpb; it is converted to nats with the candidate's own nats per
-    bpb, which holds when both use the same tokenizer and validation bytes.
-    """
-    try:
-        bpb = float(spec)
-    except ValueError:
-        path = Path(spec)
-        path = path / "submission.json" if path.is_dir() else path
-        doc = read_json(path)
-        per_seed = doc.get("seed_results") if isinstance(doc, dict) else None
-        losses = [v["val_loss"] for v in (per_seed or {}).values() if isinstance(v, dict) and "val_loss" in v]
-        if not losses and isinstance(doc, dict) and isinstance(doc.get("val_loss"), (int, float)):
-            losses = [float(doc["val_loss"])]
-        if not losses or not isinstance(doc.get("val_bpb"), (int, float)):
-            raise GolfkitError(
-                path, "no val_loss and val_bpb to compare against", "give a record with per-seed val_loss"
-            ) from None
-        return [float(x) for x in losses], float(doc["val_bpb"]), str(spec)
-    nats_per_bpb = _mean([r.val_loss for r in records]) / _mean([r.val_bpb for r in records])
-    return [bpb * nats_per_bpb], bpb, f"val_bpb {bpb} (≈ {bpb * nats_per_bpb:.5f} nats)"
-
-
 def significance_lines(records: Sequence[RunRecord], spec: str, rules: Rules) -> tuple[list[str], float]:
-    """README lines of both t-tests on val_loss, and the baseline's val_bpb for submission.json."""
-    from golfkit import stats
+    """README lines of both t-tests on val_loss, and the baseline's val_bpb for submission.json.
 
-    baseline, baseline_bpb, label = _baseline_losses(spec, records)
+    The baseline is read as `golfkit verify` reads it (a folder, a submission.json, nats, or bpb:X);
+    BPB and nats convert with the candidate's own nats per bpb, as verify's significance does.
+    """
+    from golfkit import stats
+    from golfkit.verify.baseline import load_baseline
+
+    nats_per_bpb = _mean([r.val_loss for r in records]) / _mean([r.val_bpb for r in records])
+    baseline = load_baseline(spec, nats_per_bpb)
     margin = rules.significance.min_improvement_nats if rules.significance else 0.005
     alpha = rules.significance.p_value if rules.significance else 0.01
-    result = stats.significance([r.val_loss for r in records], baseline, margin, alpha)
+    result = stats.significance([r.val_loss for r in records], baseline.losses, margin, alpha)
     lines = [
-        f"Baseline: {label}. Candidate mean val_loss {result.candidate_mean:.5f} nats vs baseline "
+        f"Baseline: {baseline.label}. Candidate mean val_loss {result.candidate_mean:.5f} nats vs baseline "
         f"{result.baseline_mean:.5f}: improvement {result.improvement:.5f} nats (required: {margin} nats "
         f"at p < {alpha}).",
         "",
@@ -259,7 +240,7 @@ def significance_lines(records: Sequence[RunRecord], spec: str, rules: Rules) ->
             )
     verdict = "significant" if result.significant else "NOT significant"
     lines += ["", f"Deciding policy: {result.policy}. Verdict: **{verdict}**."]
-    return lines, baseline_bpb
+    return lines, result.baseline_mean / nats_per_bpb
 
 
 def _log_name(record: RunRecord) -> str:
@@ -433,9 +414,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", help=f"why it is not a record (default: {DEFAULT_REASON!r})")
     parser.add_argument(
         "--baseline",
-        metavar="BPB|PATH",
-        help="compare against a leaderboard val_bpb (number) or a record folder / submission.json with per-seed "
-        "val_loss: adds the significance section (both t-tests, in nats) and delta_vs_leaderboard_*",
+        metavar="SPEC",
+        help="what to beat, read as `golfkit verify --baseline` reads it: a record folder, a submission.json, "
+        "a val_loss in nats (2.327) or bpb:1.0810; adds the significance section (both t-tests, in nats) and "
+        "comparison_baseline_bpb / delta_vs_leaderboard_* to submission.json",
     )
     parser.add_argument("--hardware", help="the machine, when the logs lack nvidia-smi (e.g. '8xH100 80GB SXM')")
     parser.add_argument("--pytorch-version", help="torch version, when the logs do not record it")
