@@ -348,7 +348,13 @@ def assemble_record(
     significance, baseline_bpb = (None, None)
     if baseline is not None:
         significance, baseline_bpb = significance_lines(records, baseline, rules)
-    non_record_reason = (reason or DEFAULT_REASON) if track == "non_record_16mb" else None
+    non_record_reason = None
+    if track == "non_record_16mb":
+        non_record_reason = reason or (DEFAULT_REASON if not_a_record else None)
+        if not non_record_reason:
+            raise GolfkitError(
+                "--reason", "a non_record_16mb submission must say why it is not a record", "pass --reason"
+            )
     submission = build_submission(
         records,
         name=name,
@@ -411,7 +417,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="mark README and submission.json as not a record (track non_record_16mb), e.g. for the CPU demo",
     )
-    parser.add_argument("--reason", help=f"why it is not a record (default: {DEFAULT_REASON!r})")
+    parser.add_argument(
+        "--reason",
+        help="why it is not a record; required for --track non_record_16mb "
+        f"(--not-a-record default: {DEFAULT_REASON!r})",
+    )
     parser.add_argument(
         "--baseline",
         metavar="SPEC",

@@ -193,6 +193,13 @@ def test_not_a_record_is_marked(tmp_path: Path, code_file: Path) -> None:
     assert "Training time (s)" not in readme  # the non-record track has no time limit
 
 
+def test_non_record_track_needs_a_reason(tmp_path: Path, code_file: Path) -> None:
+    args = _assemble_args(_logs(tmp_path), code_file, tmp_path / "records", "--track", "non_record_16mb")
+    code, _, err = _cli(*args)
+    assert code == 2 and "pass --reason" in err
+    assert _cli(*args, "--reason", "1xH100 run")[0] == 0
+
+
 def test_baseline_adds_significance_and_deltas(tmp_path: Path, code_file: Path) -> None:
     logs = _logs(tmp_path)
     target = assemble_record(
