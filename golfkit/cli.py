@@ -8,6 +8,7 @@ Modules are imported only when their command is used, so ``golfkit verify`` neve
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -68,7 +69,9 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     )
     module.configure(parser)
     try:
-        args = parser.parse_args(rest)
+        # argparse prints help and usage errors itself: send them to the streams we were given.
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(rest)
     except SystemExit as exc:  # argparse already printed usage or help
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
