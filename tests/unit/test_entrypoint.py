@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +26,10 @@ entrypoint = _load()
 
 
 def _run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    # As in the image, where /opt/venv/bin leads PATH: sessions find `golfkit` beside the interpreter.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
-        [sys.executable, str(ENTRYPOINT), *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, str(ENTRYPOINT), *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
