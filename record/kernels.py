@@ -12,7 +12,6 @@ references when Triton cannot run (CPU without TRITON_INTERPRET, or asked not to
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +43,7 @@ def fused_kernels_available() -> bool:
     """Triton imports and has somewhere to run (a CUDA device, or its CPU interpreter)."""
     if triton is None:
         return False
-    return torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1"
+    return torch.cuda.is_available() or _interpreting()
 
 
 if triton is not None:
@@ -144,7 +143,8 @@ if triton is not None:
 
 
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether Triton runs kernels in its numpy interpreter (TRITON_INTERPRET=1 before import)."""
+    return triton is not None and type(_leaky_sq_grad_kernel).__name__ == "InterpretedFunction"
 
 
 def _mlp_tiles(device: torch.device) -> dict[str, int]:
