@@ -7,6 +7,9 @@ Triton and FlashAttention come from its image, not from PyPI.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import nox
 
 nox.needs_version = ">=2025.2.9"
@@ -40,6 +43,7 @@ def lint(session: nox.Session) -> None:
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("hadolint", "docker/Dockerfile")
 
 
 @nox.session
@@ -93,3 +97,15 @@ def bundle(session: nox.Session) -> None:
     """Write the one-file train_gpt.py a PR folder ships: `nox -s bundle [-- --out train_gpt.py]`."""
     _install(session)
     session.run("golfkit", "bundle", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def docker(session: nox.Session) -> None:
+    """Build or run the pinned GPU image: `nox -s docker -- build|run|shell [OPTIONS] [-- IMAGE ARGS]`."""
+    if not session.posargs or session.posargs[0] not in ("build", "run", "shell"):
+        session.error(
+            "Usage: nox -s docker -- build|run|shell [--image TAG] [--data DIR] [--outputs DIR] [--hf-cache DIR] "
+            "[-- IMAGE ARGS]"
+        )
+    root = str(Path(__file__).parent)
+    session.run(sys.executable, "-m", "golfkit.dockercmd", *session.posargs, env={"PYTHONPATH": root}, external=True)

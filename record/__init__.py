@@ -4,4 +4,25 @@
 import only modules listed before it (as `from record.<mod> import ...`). Nothing runs at import time.
 """
 
-BUNDLE_ORDER: tuple[str, ...] = ("errors",)
+BUNDLE_ORDER: tuple[str, ...] = (
+    "errors",
+    "logkeys",
+    "envinfo",
+    "config",
+    "dist",
+    "caseops",
+    "tokenizer",
+    "data",
+    "kernels",
+    "attention",
+    "model",
+    "optim",
+    "schedule",
+    "quant",
+    "sizes",
+    "artifact",
+    "evaluate",
+    "ttt_plan",
+    "ttt",
+    "train",
+)
