@@ -245,7 +245,7 @@ def _finish(path: Path, scan: _Scan, line_count: int) -> RunRecord:
         codec=scan.codec,
         code_bytes_uncompressed=scan.code_bytes.get("uncompressed", scan.code_bytes.get("")),
         line_count=line_count,
-        file_seed=_file_seed(path),
+        file_seed=file_seed(path),
     )
 
 
@@ -265,10 +265,11 @@ def _seed(path: Path, hyperparameters: dict[str, str]) -> int | None:
     value = hyperparameters.get("seed", "")
     if value.lstrip("-").isdigit():
         return int(value)
-    return _file_seed(path)
+    return file_seed(path)
 
 
-def _file_seed(path: Path) -> int | None:
+def file_seed(path: Path) -> int | None:
+    """The seed a log's file name claims (train_seed42.log, seed_42.log -> 42), or None."""
     m = _SEED_IN_NAME.search(path.stem)
     return int(m.group(1)) if m else None
 

@@ -197,24 +197,35 @@ def check_eval_time(ctx: VerifyContext) -> Outcome:
     return passed(f"max {max(times):.1f} s of {limit:g} s")
 
 
+def _odd_ones_out(values: dict[int, str]) -> list[tuple[int, str, str, list[int]]]:
+    """(seed, its value, the usual value, seeds with the usual value) for each seed off the majority.
+
+    Naming the odd seed, not the first one, is what tells the author which run to redo."""
+    counts: dict[str, list[int]] = {}
+    for seed, value in values.items():
+        counts.setdefault(value, []).append(seed)
+    usual = max(counts, key=lambda v: len(counts[v]))  # ties: the first seed's value (dicts keep order)
+    return [(seed, value, usual, counts[usual]) for seed, value in values.items() if value != usual]
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+
+
 def check_same_config(ctx: VerifyContext) -> Outcome:
     """Run every seed with the same settings (only the seed, run id, ranks and paths may differ);
     re-run the odd seed with the submitted configuration."""
     dumped = [r for r in ctx.runs if r.train.hyperparameters]
     if len(dumped) < 2:
         return skipped("fewer than two logs with a Hyperparameters dump")
-    ref = dumped[0]
+    keys = sorted({k for r in dumped for k in r.train.hyperparameters if not ctx.rules.config_key_ignored(k)})
     problems = []
-    for r in dumped[1:]:
-        keys = sorted(set(ref.train.hyperparameters) | set(r.train.hyperparameters))
-        diffs = [
-            f"{k}={r.train.hyperparameters.get(k, '<absent>')!s} vs {ref.train.hyperparameters.get(k, '<absent>')!s}"
-            for k in keys
-            if not ctx.rules.config_key_ignored(k)
-            and r.train.hyperparameters.get(k) != ref.train.hyperparameters.get(k)
+    for key in keys:
+        values = {r.seed: r.train.hyperparameters.get(key, "<absent>") for r in dumped}
+        problems += [
+            f"seed {seed}: {key}={value} ({_seeds(others)}: {usual})"
+            for seed, value, usual, others in _odd_ones_out(values)
         ]
-        if diffs:
-            problems.append(f"seed {r.seed} differs from seed {ref.seed}: {', '.join(diffs)}")
     missing = [str(r.seed) for r in ctx.runs if not r.train.hyperparameters]
     if missing:
         problems.append(f"seed(s) {', '.join(missing)} log no Hyperparameters dump to compare")
@@ -224,17 +235,15 @@ def check_same_config(ctx: VerifyContext) -> Outcome:
 def check_same_code(ctx: VerifyContext) -> Outcome:
     """Run every seed from the same train_gpt.py (equal code bytes); re-run seeds made with other code
     (issue #1594)."""
-    sized = [r for r in ctx.runs if r.train.code_bytes is not None]
+    sized = {r.seed: r.train.code_bytes for r in ctx.runs if r.train.code_bytes is not None}
     if len(sized) < 2:
         return skipped("fewer than two logs report a code size")
-    ref = sized[0]
     problems = [
-        f"seed {r.seed}: code {_fmt_bytes(r.train.code_bytes)} vs {_fmt_bytes(ref.train.code_bytes)} "
-        f"for seed {ref.seed} (differs by {r.train.code_bytes - ref.train.code_bytes:+,} B)"
-        for r in sized[1:]
-        if r.train.code_bytes != ref.train.code_bytes
+        f"seed {seed}: code {_fmt_bytes(size)} ({_seeds(others)}: {_fmt_bytes(usual)}, {size - usual:+,} B)"
+        for seed, size, usual, others in _odd_ones_out(sized)
     ]
-    return failed("; ".join(problems)) if problems else passed(f"code {_fmt_bytes(ref.train.code_bytes)} on all")
+    first = next(iter(sized.values()))
+    return failed("; ".join(problems)) if problems else passed(f"code {_fmt_bytes(first)} on all")
 
 
 def check_submission_agrees(ctx: VerifyContext) -> Outcome:

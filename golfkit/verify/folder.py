@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from golfkit.errors import GolfkitError
-from golfkit.logparse import RunRecord, looks_like_run_log, parse_log
+from golfkit.logparse import RunRecord, file_seed, looks_like_run_log, parse_log
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,8 @@ def _read_submission(path: Path) -> tuple[dict | None, str | None]:
 def _parse_logs(root: Path, folder: RecordFolder) -> list[RunRecord]:
     records: list[RunRecord] = []
     seen: dict[str, Path] = {}
-    for log in sorted(root.rglob("*.log")):
+    # Seed-named logs first, so of two identical files the one named for its seed is kept.
+    for log in sorted(root.rglob("*.log"), key=lambda p: (file_seed(p) is None, p)):
         if not looks_like_run_log(log):
             folder.notes.append(f"{log.relative_to(root)}: not a run log (no hyperparameters, steps or scores)")
             continue
