@@ -70,9 +70,7 @@ def fmt_loop_warmup_step(step: int, total: int) -> str:
     return f"loop_warmup_step: {step}/{total}"
 
 
-def fmt_train_step(
-    step: int, iterations: int, train_loss: float, train_time_ms: float, tok_per_s: float
-) -> str:
+def fmt_train_step(step: int, iterations: int, train_loss: float, train_time_ms: float, tok_per_s: float) -> str:
     """`N/ITER train_loss: X train_time: Ym tok/s: Z` (train time in minutes, one decimal)."""
     return (
         f"{step}/{iterations} train_loss: {train_loss:.4f} "
@@ -95,8 +93,7 @@ def fmt_stopping_early(train_time_ms: float, step: int, iterations: int) -> str:
 
 def fmt_peak_memory(allocated_bytes: int, reserved_bytes: int) -> str:
     return (
-        f"peak memory allocated: {allocated_bytes // 1024 // 1024} MiB "
-        f"reserved: {reserved_bytes // 1024 // 1024} MiB"
+        f"peak memory allocated: {allocated_bytes // 1024 // 1024} MiB reserved: {reserved_bytes // 1024 // 1024} MiB"
     )
 
 
@@ -227,6 +224,12 @@ def fmt_total_eval_time(seconds: float) -> str:
     return f"total_eval_time:{seconds:.1f}s"
 
 
+def fmt_running(component: str, version: str) -> str:
+    """`Running PyTorch 2.9.1+cu128`: one version line per component (Python, PyTorch, Triton, CUDA,
+    FlashAttention, lrzip), the form older records print, which `golfkit verify` reads back."""
+    return f"Running {component} {version}"
+
+
 # name -> pattern. Each matches a whole line (use `.match` on the line without its newline).
 LOG_PATTERNS: dict[str, re.Pattern[str]] = {
     "hyperparameters": re.compile(r"^Hyperparameters:\s*$"),
@@ -262,9 +265,7 @@ LOG_PATTERNS: dict[str, re.Pattern[str]] = {
     # Any test-time-training evaluation starting (phased, sliding, chunked): a log that shows one
     # starting must also show its result line, or the run was cut short.
     "ttt_begin": re.compile(r"^(?:beginning TTT eval timer|ttt_phased: |ttt_sliding:start|ttt:start)"),
-    "ttt_phased": re.compile(
-        r"^ttt_phased: total_docs:(?P<total_docs>\d+) prefix_docs:(?P<prefix_docs>\d+) .*$"
-    ),
+    "ttt_phased": re.compile(r"^ttt_phased: total_docs:(?P<total_docs>\d+) prefix_docs:(?P<prefix_docs>\d+) .*$"),
     "ttp": re.compile(
         rf"^ttp: b(?P<batch>\d+)/(?P<num_batches>\d+) bl:{_logkeys_num('batch_loss')} "
         rf"bb:{_logkeys_num('batch_bpb')} rl:{_logkeys_num('running_loss')} "
@@ -273,6 +274,11 @@ LOG_PATTERNS: dict[str, re.Pattern[str]] = {
     "tttg": re.compile(rf"^tttg: c(?P<chunk>\d+)/(?P<num_chunks>\d+) lr:{_logkeys_num('lr')} t:.*$"),
     "total_eval_time": re.compile(rf"^total_eval_time:{_logkeys_num('seconds')}s$"),
 }
+
+
+def fmt_size_report(fields: Mapping[str, object]) -> str:
+    """`size_report key:value ...`: one row of the size report printed after serialization (ours)."""
+    return "size_report " + " ".join(f"{key}:{value}" for key, value in fields.items())
 
 
 def fmt_version_line(name: str, value: str) -> str:
