@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from record.errors import RecordError
+
 # The token that starts every document (SentencePiece's <s> in the record's tokenizer).
 DOC_BOS_ID = 1
 ATTENTION_BACKENDS = ("fa4", "fa3", "sdpa")
@@ -37,36 +39,48 @@ ATTENTION_BACKENDS = ("fa4", "fa3", "sdpa")
 class DocLayout:
     """Where the documents of a [B, T] batch start, in the forms the backends need."""
 
-    doc_ids: Tensor  # [B, T] int32: index of each token's document within its row
-    cu_seqlens: Tensor  # [K + 1] int32: flattened document starts, then B*T (padding repeats B*T)
+    doc_ids: Tensor  # [B, T] int32: index of each token's document within its row (SDPA's mask)
+    cu_seqlens: Tensor | None  # [K + 1] int32 flattened starts then B*T, for varlen kernels
     max_seqlen: int  # an upper bound on document length (the row length)
 
 
-def doc_layout(tokens: Tensor, *, doc_masked: bool = True, max_docs: int | None = None) -> DocLayout:
-    """Document boundaries of `tokens` [B, T]: a BOS starts a document, so does every row start.
+def doc_starts(tokens: Tensor, doc_masked: bool = True) -> Tensor:
+    """[B, T] bool: True where a document starts (every BOS, and every row start)."""
+    col = torch.arange(tokens.shape[1], device=tokens.device)
+    starts = (col == 0).expand(tokens.shape)
+    return starts | (tokens == DOC_BOS_ID) if doc_masked else starts
 
-    With `doc_masked=False` each row is one causal sequence (GPTQ calibration reads rows that way).
-    `max_docs` fixes the length of `cu_seqlens` (padded with empty documents) so the shape is static
-    under torch.compile and needs no device sync; it must be at least the number of documents, which
-    the caller knows from its loader. Without it the exact count is taken (a device sync).
+
+def cu_seqlens_from_tokens(tokens: Tensor, doc_masked: bool = True, max_docs: int | None = None) -> Tensor:
+    """Flattened document starts of `tokens` [B, T] followed by B*T, as int32 (varlen kernels' input).
+
+    `max_docs` fixes the length (padding with empty documents) so the shape is static under
+    torch.compile and no device sync is needed; it must be at least the number of documents, which the
+    loader knows. Without it the exact list is taken (a dynamic shape and a device sync).
     """
-    rows, seq_len = tokens.shape
-    col = torch.arange(seq_len, device=tokens.device)
-    starts = (col == 0).expand(rows, seq_len)
-    if doc_masked:
-        starts = starts | (tokens == DOC_BOS_ID)
-    doc_ids = (torch.cumsum(starts.to(torch.int32), dim=1) - 1).to(torch.int32)
-    total = rows * seq_len
+    starts = doc_starts(tokens, doc_masked).reshape(-1)
+    total = starts.numel()
     flat = torch.arange(total, device=tokens.device)
     if max_docs is None:
-        begin = flat[starts.reshape(-1)]
+        begin = flat[starts]
     else:
-        sentinel = torch.where(starts.reshape(-1), flat, torch.full_like(flat, total))
+        sentinel = torch.where(starts, flat, torch.full_like(flat, total))
         begin = torch.topk(sentinel, k=min(max_docs, total), largest=False, sorted=True).values
         if max_docs > total:
             begin = torch.cat([begin, begin.new_full((max_docs - total,), total)])
-    cu_seqlens = torch.cat([begin, begin.new_full((1,), total)]).to(torch.int32)
-    return DocLayout(doc_ids=doc_ids, cu_seqlens=cu_seqlens, max_seqlen=seq_len)
+    return torch.cat([begin, begin.new_full((1,), total)]).to(torch.int32)
+
+
+def doc_layout(
+    tokens: Tensor, *, doc_masked: bool = True, cu_seqlens: Tensor | None = None, with_cu_seqlens: bool = True
+) -> DocLayout:
+    """The layout of `tokens` [B, T]; `doc_masked=False` makes each row one causal sequence (GPTQ
+    calibration reads rows that way). Pass `cu_seqlens` when the loader already built it (see
+    `cu_seqlens_from_tokens`); `with_cu_seqlens=False` skips it for the SDPA backend."""
+    doc_ids = (torch.cumsum(doc_starts(tokens, doc_masked).to(torch.int32), dim=1) - 1).to(torch.int32)
+    if cu_seqlens is None and with_cu_seqlens:
+        cu_seqlens = cu_seqlens_from_tokens(tokens, doc_masked)
+    return DocLayout(doc_ids=doc_ids, cu_seqlens=cu_seqlens, max_seqlen=tokens.shape[1])
 
 
 def attention_per_document_ref(q: Tensor, k: Tensor, v: Tensor, doc_ids: Tensor) -> Tensor:
@@ -181,6 +195,8 @@ def _fa4_ops() -> Any:
 
 def _varlen_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, backend: str) -> Tensor:
     rows, seq_len, heads, dim = q.shape
+    if layout.cu_seqlens is None:
+        raise RecordError("attention", f"the {backend} backend needs cu_seqlens", "build the layout with them")
     flat = [t.reshape(rows * seq_len, t.shape[2], dim).contiguous() for t in (q, k, v)]
     if backend == "fa4":
         out = _fa4_ops()(*flat, layout.cu_seqlens, layout.max_seqlen)[0]
@@ -206,7 +222,8 @@ def _backend_works(name: str, device: torch.device) -> bool:
         q = torch.randn(1, 128, 2, 64, device=device, dtype=torch.bfloat16, generator=g)
         tokens = torch.zeros(1, 128, dtype=torch.long, device=device)
         tokens[0, 64] = DOC_BOS_ID
-        got = doc_causal_attention(q, q[:, :, :1], q[:, :, :1], doc_layout(tokens), name)
+        layout = doc_layout(tokens, cu_seqlens=cu_seqlens_from_tokens(tokens, max_docs=4))
+        got = doc_causal_attention(q, q[:, :, :1], q[:, :, :1], layout, name)
         return bool(torch.isfinite(got).all())
     except Exception:  # any failure (import, JIT, unsupported arch) means "use the next backend"
         return False

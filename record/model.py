@@ -163,10 +163,13 @@ class GPT(nn.Module):
         return encoder + decoder
 
     # --- public entry points ---
-    def forward(self, inputs: Tensor, targets: Tensor, *, layout: DocLayout | None = None) -> Tensor:
-        """Mean training loss (fused kernels where they run). `layout` may be precomputed by the loader."""
+    def forward(self, inputs: Tensor, targets: Tensor, cu_seqlens: Tensor | None = None) -> Tensor:
+        """Mean training loss (fused kernels where they run).
+
+        Varlen attention backends need `cu_seqlens`; under torch.compile pass one of fixed length
+        (`cu_seqlens_from_tokens(inputs, max_docs=bucket)`), else it is derived here (a device sync)."""
         fused = self._fused(inputs.device)
-        hidden = self._hidden(inputs, layout or doc_layout(inputs), lora=None, fused=fused)
+        hidden = self._hidden(inputs, self._layout(inputs, True, cu_seqlens), lora=None, fused=fused)
         logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype))
         losses = softcapped_cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), self.cfg.logit_softcap, use_kernel=fused
@@ -175,7 +178,7 @@ class GPT(nn.Module):
 
     def forward_logits(self, inputs: Tensor, lora: LoraHook | None = None, doc_masked: bool = True) -> Tensor:
         """Softcapped fp32 logits [B, T, V]; `doc_masked=False` attends over whole rows."""
-        hidden = self._hidden(inputs, doc_layout(inputs, doc_masked=doc_masked), lora=lora, fused=False)
+        hidden = self._hidden(inputs, self._layout(inputs, doc_masked, None), lora=lora, fused=False)
         if self.calib_capture is not None:
             self.calib_capture(-1, "head_in", hidden)
         logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype)).float()
@@ -193,6 +196,13 @@ class GPT(nn.Module):
         return flat.view(targets.shape)
 
     # --- the network ---
+    def _backend(self, device: torch.device) -> str:
+        return self.attention_backend or pick_attention_backend(device.type, device.index)
+
+    def _layout(self, inputs: Tensor, doc_masked: bool, cu_seqlens: Tensor | None) -> DocLayout:
+        varlen = inputs.device.type == "cuda" and self._backend(inputs.device) != "sdpa"
+        return doc_layout(inputs, doc_masked=doc_masked, cu_seqlens=cu_seqlens, with_cu_seqlens=varlen)
+
     def _fused(self, device: torch.device) -> bool:
         if self.calib_capture is not None:
             return False
@@ -225,8 +235,7 @@ class GPT(nn.Module):
         x = _rms(self._embed(inputs))
         x0 = x
         rope = self._rope_tables(inputs.shape[1], inputs.device)
-        backend = self.attention_backend or pick_attention_backend(inputs.device.type, inputs.device.index)
-        run = _BlockRun(self, x0, layout, rope, backend, lora, fused)
+        run = _BlockRun(self, x0, layout, rope, self._backend(inputs.device), lora, fused)
         encoder, decoder = layer_orders(self.cfg, self._looping)
         skips: list[Tensor] = []
         for layer in encoder:

@@ -12,6 +12,7 @@ from record.attention import (
     DOC_BOS_ID,
     attention_per_document_ref,
     available_attention_backends,
+    cu_seqlens_from_tokens,
     doc_causal_attention,
     doc_layout,
     pick_attention_backend,
@@ -42,7 +43,7 @@ def test_backend_matches_definition_forward_and_backward(backend):
     if backend not in available_attention_backends(device):
         pytest.skip(f"{backend} is not installed or does not run on this GPU")
     tokens, q, k, v = _batch()
-    layout = doc_layout(tokens, max_docs=64)
+    layout = doc_layout(tokens, cu_seqlens=cu_seqlens_from_tokens(tokens, max_docs=64))
     inputs = [t.clone().requires_grad_() for t in (q, k, v)]
     got = doc_causal_attention(*inputs, layout, backend)
     grad = torch.randn_like(got)
@@ -60,7 +61,7 @@ def test_fa4_compiles_into_one_graph():
     if "fa4" not in available_attention_backends(device):
         pytest.skip("fa4 is not installed")
     tokens, q, k, v = _batch(seed=1)
-    layout = doc_layout(tokens, max_docs=64)
+    layout = doc_layout(tokens, cu_seqlens=cu_seqlens_from_tokens(tokens, max_docs=64))
 
     def attend(q, k, v, cu):
         return doc_causal_attention(q, k, v, type(layout)(layout.doc_ids, cu, layout.max_seqlen), "fa4")

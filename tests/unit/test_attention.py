@@ -8,6 +8,7 @@ from record.attention import (
     DOC_BOS_ID,
     attention_per_document_ref,
     available_attention_backends,
+    cu_seqlens_from_tokens,
     doc_causal_attention,
     doc_layout,
     pick_attention_backend,
@@ -29,9 +30,9 @@ def test_layout_marks_every_bos_and_every_row_start():
 
 
 def test_fixed_size_layout_pads_with_empty_documents():
-    layout = doc_layout(_tokens(), max_docs=7)
-    assert layout.cu_seqlens.tolist() == [0, 4, 10, 16, 20, 20, 20, 20]
-    assert doc_layout(_tokens(), max_docs=4).cu_seqlens.tolist() == [0, 4, 10, 16, 20]
+    assert cu_seqlens_from_tokens(_tokens(), max_docs=7).tolist() == [0, 4, 10, 16, 20, 20, 20, 20]
+    assert cu_seqlens_from_tokens(_tokens(), max_docs=4).tolist() == [0, 4, 10, 16, 20]
+    assert doc_layout(_tokens(), with_cu_seqlens=False).cu_seqlens is None
 
 
 def test_unmasked_layout_is_one_sequence_per_row():

@@ -1,0 +1,107 @@
+"""Triton kernels vs their references on the GPU, at the record's widths, in bf16, values and gradients;
+and the whole model with fused kernels vs the plain path, eager and under torch.compile(fullgraph=True).
+
+Run on the H100: `python -m pytest tests/gpu/test_kernels_gpu.py -q -m gpu -s`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from record.attention import DOC_BOS_ID, cu_seqlens_from_tokens, pick_attention_backend
+from record.config import Config
+from record.kernels import (
+    leaky_relu_square_up,
+    leaky_relu_square_up_ref,
+    softcapped_cross_entropy,
+    softcapped_cross_entropy_ref,
+)
+from record.model import GPT
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).abs().max() / b.float().abs().max())
+
+
+def test_fused_mlp_matches_reference_in_bf16():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(4096 + 17, 512, device="cuda", generator=g).bfloat16().requires_grad_()
+    w = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
+    grad = torch.randn(4096 + 17, 2048, device="cuda", generator=g).bfloat16()
+    got = leaky_relu_square_up(x, w)
+    gx, gw = torch.autograd.grad(got, (x, w), grad)
+    x32, w32 = x.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    want = leaky_relu_square_up_ref(x32, w32)
+    rx, rw = torch.autograd.grad(want, (x32, w32), grad.float())
+    assert _rel(got, want) < 1e-2 and _rel(gx, rx) < 2e-2 and _rel(gw, rw) < 2e-2
+
+
+def test_fused_cross_entropy_matches_reference_in_bf16():
+    g = torch.Generator(device="cuda").manual_seed(1)
+    logits = (torch.randn(4096 + 3, 8192, device="cuda", generator=g) * 20).bfloat16().requires_grad_()
+    targets = torch.randint(0, 8192, (4096 + 3,), device="cuda", generator=g)
+    got = softcapped_cross_entropy(logits, targets, 30.0)
+    want = softcapped_cross_entropy_ref(logits, targets, 30.0)
+    (gl,) = torch.autograd.grad(got.mean(), logits)
+    (rl,) = torch.autograd.grad(want.mean(), logits)
+    assert got.dtype == torch.float32 and _rel(got, want) < 1e-5
+    assert _rel(gl, rl) < 1e-2
+
+
+def _record_batch(rows: int = 4, seq_len: int = 2048):
+    g = torch.Generator(device="cuda").manual_seed(2)
+    tokens = torch.randint(2, 8192, (rows, seq_len + 1), device="cuda", generator=g)
+    tokens.scatter_(1, torch.randint(0, seq_len, (rows, 5), device="cuda", generator=g), DOC_BOS_ID)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def test_model_fused_and_plain_paths_agree():
+    torch.manual_seed(0)
+    model = GPT(Config()).cuda()
+    model.set_looping(True)
+    with torch.no_grad():
+        model.qo_bank[11:].normal_(std=0.02)
+        model.mlp_down_bank.normal_(std=0.02)
+    inputs, targets = _record_batch()
+    losses = {}
+    for fused in (True, False):
+        model.use_fused_kernels = fused
+        model.zero_grad()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(inputs, targets)
+        loss.backward()
+        losses[fused] = (loss.item(), model.mlp_up_bank.grad.clone())
+    assert abs(losses[True][0] - losses[False][0]) < 2e-2
+    assert _rel(losses[True][1], losses[False][1]) < 5e-2
+
+
+def test_compiled_model_is_one_graph_and_matches_eager():
+    torch.manual_seed(0)
+    model = GPT(Config()).cuda()
+    model.attention_backend = pick_attention_backend("cuda", torch.cuda.current_device())
+    print(f"attention_backend:{model.attention_backend}")
+    model.set_looping(True)
+    inputs, targets = _record_batch()
+    cu = cu_seqlens_from_tokens(inputs, max_docs=64)
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        eager = model(inputs, targets, cu).item()
+        start = time.perf_counter()
+        loss = compiled(inputs, targets, cu)
+        loss.backward()
+        torch.cuda.synchronize()
+        print(f"compile+first step: {time.perf_counter() - start:.1f}s")
+        start = time.perf_counter()
+        for _ in range(5):
+            compiled(inputs, targets, cu).backward()
+        torch.cuda.synchronize()
+    print(f"compiled fwd+bwd, {inputs.numel()} tokens: {(time.perf_counter() - start) / 5 * 1e3:.1f} ms")
+    assert abs(loss.item() - eager) < 2e-2
