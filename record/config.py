@@ -251,9 +251,7 @@ class Config:
     def with_runtime(self, rank: int, world_size: int, local_rank: int) -> Config:
         """This config with record.dist's process placement, and a run id if none was given."""
         run_id = self.run_id or str(uuid.uuid4())
-        return dataclasses.replace(
-            self, rank=rank, world_size=world_size, local_rank=local_rank, run_id=run_id
-        )
+        return dataclasses.replace(self, rank=rank, world_size=world_size, local_rank=local_rank, run_id=run_id)
 
     def as_dict(self) -> dict[str, Any]:
         """Every key of the reference dump (fields and derived values), sorted by name."""
@@ -343,9 +341,7 @@ def _check_config(cfg: Config) -> None:
     need(cfg.num_loops >= 0, "num_loops", "must be >= 0", "use 0 to never loop")
     need(0.0 <= cfg.enable_looping_at <= 1.0, "enable_looping_at", "must be in [0, 1]", "use a fraction")
     need(0.0 <= cfg.warmdown_frac <= 1.0, "warmdown_frac", "must be in [0, 1]", "use a fraction")
-    need(
-        0 < cfg.gate_window <= cfg.model_dim, "gate_window", "must be in 1..MODEL_DIM", "use a smaller window"
-    )
+    need(0 < cfg.gate_window <= cfg.model_dim, "gate_window", "must be in 1..MODEL_DIM", "use a smaller window")
     need(cfg.logit_softcap > 0, "logit_softcap", "must be positive", "use e.g. 30")
     need(cfg.tie_embeddings, "tie_embeddings", "only tied embeddings are implemented", "set it to 1")
     need(0.0 < cfg.val_doc_fraction <= 1.0, "val_doc_fraction", "must be in (0, 1]", "use a fraction")
