@@ -1,0 +1,205 @@
+"""Build CaseOps token shards and the validation byte sidecar from documents, streaming.
+
+This is the published pipeline (prepare_caseops_data.py) in our own form: each document is
+CaseOps-encoded, tokenized, and written as [BOS] + ids; the first `val_docs` documents go to the
+validation shards with a sidecar of original UTF-8 bytes per token (BOS 0), the rest to training
+shards. Shards fill to `shard_tokens` and a document may run on into the next shard, as in the
+published data. Memory stays bounded by one shard plus one batch of documents, whatever the input size.
+
+Layout written under OUT (what `DATA_DIR=OUT` expects):
+    OUT/datasets/<DATASET_NAME>/fineweb_{val,val_bytes,train}_NNNNNN.bin
+    OUT/tokenizers/<the tokenizer's file name>
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from golfkit.errors import GolfkitError
+from record.config import DATASET_NAME
+from record.data import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
+from record.errors import RecordError
+from record.tokenizer import BOS_ID, DocumentTokenizer, load_tokenizer
+
+DEFAULT_SHARD_TOKENS = 10_000_000  # the published shards' size
+DEFAULT_VAL_DOCS = 50_000  # the published split (docs_val in its manifest)
+DOCS_PER_BATCH = 256  # documents tokenized together (SentencePiece batches them in C++)
+
+
+class ShardWriter:
+    """Appends token runs and writes a shard (plus, for validation, its sidecar) each time one fills."""
+
+    def __init__(self, folder: Path, name: str, shard_tokens: int, sidecar_name: str = "") -> None:
+        self.folder, self.name, self.sidecar_name = folder, name, sidecar_name
+        self.shard_tokens = shard_tokens
+        self.tokens: list[np.ndarray] = []
+        self.credits: list[np.ndarray] = []
+        self.buffered = 0
+        self.shards_written = 0
+        self.tokens_written = 0
+
+    def add(self, tokens: np.ndarray, credits: np.ndarray | None = None) -> None:
+        self.tokens.append(tokens)
+        if self.sidecar_name:
+            self.credits.append(credits if credits is not None else np.zeros(tokens.size, np.int64))
+        self.buffered += tokens.size
+        while self.buffered >= self.shard_tokens:
+            self._flush(self.shard_tokens)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+
+    def _flush(self, count: int) -> None:
+        tokens = np.concatenate(self.tokens)
+        self._write(self.name, tokens[:count])
+        self.tokens = [tokens[count:]]
+        if self.sidecar_name:
+            credits = np.concatenate(self.credits)
+            if credits.max(initial=0) > 0xFFFF:
+                raise GolfkitError(self.folder, "a token stands for more than 65535 bytes", "check the input")
+            self._write(self.sidecar_name, credits[:count])
+            self.credits = [credits[count:]]
+        self.buffered -= count
+        self.shards_written += 1
+        self.tokens_written += count
+
+    def _write(self, pattern: str, values: np.ndarray) -> None:
+        write_shard(self.folder / pattern.format(self.shards_written), values)
+
+
+@dataclass
+class PrepareSummary:
+    """What `prepare_shards` wrote."""
+
+    shard_dir: Path
+    tokenizer_path: Path
+    val_docs: int = 0
+    train_docs: int = 0
+    val_tokens: int = 0
+    train_tokens: int = 0
+    val_shards: int = 0
+    train_shards: int = 0
+    files: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return [
+            f"validation: {self.val_docs} docs, {self.val_tokens} tokens, {self.val_shards} shard(s) + sidecar",
+            f"training:   {self.train_docs} docs, {self.train_tokens} tokens, {self.train_shards} shard(s)",
+            f"shards in   {self.shard_dir}",
+            f"tokenizer   {self.tokenizer_path}",
+        ]
+
+
+def read_documents(path: Path) -> Iterator[tuple[str, int]]:
+    """(text, bytes of the line) for each line of a jsonl: an object with "text", or a JSON string."""
+    if not path.is_file():
+        raise GolfkitError(path, "no such documents file", "give a jsonl with one document per line")
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise GolfkitError(f"{path}:{number}", f"not JSON ({exc})", "one JSON document per line") from None
+            text = item.get("text") if isinstance(item, dict) else item
+            if not isinstance(text, str):
+                raise GolfkitError(f"{path}:{number}", 'no "text" string', 'write {"text": "..."} per line')
+            yield text, len(raw)
+
+
+def _batches(items: Iterable[tuple[str, int]], size: int) -> Iterator[list[tuple[str, int]]]:
+    batch: list[tuple[str, int]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def prepare_shards(
+    docs_path: Path,
+    tokenizer_path: Path,
+    out_dir: Path,
+    val_docs: int = DEFAULT_VAL_DOCS,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    max_docs: int = 0,
+    progress: TextIO | None = None,
+) -> PrepareSummary:
+    """Write validation + training shards for the documents of `docs_path` (see the module docstring).
+
+    `progress`: a stream for a tqdm bar (None = no bar). `max_docs` > 0 stops after that many documents.
+    """
+    from tqdm import tqdm
+
+    if shard_tokens <= 0 or val_docs < 0 or max_docs < 0:
+        raise GolfkitError("data prepare", "shard size must be positive, counts not negative", "fix the options")
+    try:
+        import sentencepiece
+
+        vocab_size = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_path)).vocab_size()
+    except (OSError, RuntimeError):
+        vocab_size = 0  # load_tokenizer names the problem below
+    try:
+        processor = load_tokenizer(tokenizer_path, vocab_size)
+    except RecordError as exc:
+        raise GolfkitError(exc.where, exc.what, exc.fix) from None
+    if vocab_size > 0x10000:
+        raise GolfkitError(tokenizer_path, f"{vocab_size} pieces do not fit uint16 shards", "use a smaller vocab")
+    shard_dir = out_dir / "datasets" / DATASET_NAME
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for stale in shard_dir.glob("fineweb_*.bin"):
+        stale.unlink()  # a previous run's extra shards would silently join this data
+    tokenizer_copy = out_dir / "tokenizers" / Path(tokenizer_path).name
+    tokenizer_copy.parent.mkdir(parents=True, exist_ok=True)
+    if Path(tokenizer_path).resolve() != tokenizer_copy.resolve():
+        shutil.copyfile(tokenizer_path, tokenizer_copy)
+
+    tokenizer = DocumentTokenizer(processor)
+    val = ShardWriter(shard_dir, VAL_SHARD_NAME, shard_tokens, sidecar_name=VAL_BYTES_SHARD_NAME)
+    train = ShardWriter(shard_dir, TRAIN_SHARD_NAME, shard_tokens)
+    summary = PrepareSummary(shard_dir=shard_dir, tokenizer_path=tokenizer_copy)
+    bos = np.array([BOS_ID], dtype=np.int64)
+    no_credit = np.zeros(1, dtype=np.int64)
+    seen = 0
+    bar = tqdm(
+        total=docs_path.stat().st_size if docs_path.is_file() else None,
+        unit="B",
+        unit_scale=True,
+        desc="tokenizing",
+        file=progress,
+        disable=progress is None,
+    )
+    with bar:
+        for batch in _batches(read_documents(docs_path), DOCS_PER_BATCH):
+            if max_docs:
+                batch = batch[: max_docs - seen]
+            for (_, line_bytes), (ids, credits) in zip(
+                batch, tokenizer.tokenize([text for text, _ in batch]), strict=True
+            ):
+                if seen < val_docs:
+                    val.add(np.concatenate((bos, ids)), np.concatenate((no_credit, credits)))
+                    summary.val_docs += 1
+                else:
+                    train.add(np.concatenate((bos, ids)))
+                    summary.train_docs += 1
+                seen += 1
+                bar.update(line_bytes)
+            if max_docs and seen >= max_docs:
+                break
+    val.close()
+    train.close()
+    summary.val_tokens, summary.val_shards = val.tokens_written, val.shards_written
+    summary.train_tokens, summary.train_shards = train.tokens_written, train.shards_written
+    summary.files = sorted(shard_dir.glob("fineweb_*.bin"))
+    return summary
