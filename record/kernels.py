@@ -5,8 +5,9 @@
 - `softcapped_cross_entropy`: cap*tanh(z/cap) followed by cross-entropy, row by row with an online
   log-sum-exp, so the softcapped fp32 logits (98k x 8192 per micro-batch) are never materialised.
 
-Both are `torch.autograd.Function`s with Triton forward and backward; the launchers fall back to the
-references when Triton cannot run (CPU without TRITON_INTERPRET, or asked not to).
+Both run Triton forward and backward kernels registered as torch custom ops (so torch.compile keeps
+them whole); the launchers fall back to the references when Triton cannot run (CPU without
+TRITON_INTERPRET, or asked not to).
 """
 
 from __future__ import annotations
@@ -172,21 +173,98 @@ def _leaky_sq_up_forward(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     return pre, act
 
 
-class _LeakySquareUp(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
-        pre, act = _leaky_sq_up_forward(x, w)
-        ctx.save_for_backward(x, w, pre)
-        return act
+def _leaky_sq_up_backward(grad_act: Tensor, x: Tensor, w: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+    grad_act = grad_act.contiguous()
+    grad_pre = torch.empty_like(pre)
+    block = 1024
+    _leaky_sq_grad_kernel[(triton.cdiv(pre.numel(), block),)](grad_act, pre, grad_pre, pre.numel(), BLOCK=block)
+    return grad_pre @ w, grad_pre.t() @ x
 
-    @staticmethod
-    def backward(ctx, grad_act: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+
+def _ce_block(vocab: int) -> int:
+    return min(4096 if not _interpreting() else 256, triton.next_power_of_2(vocab))
+
+
+def _softcap_ce_forward(logits: Tensor, targets: Tensor, softcap: float) -> tuple[Tensor, Tensor]:
+    rows, vocab = logits.shape
+    losses = torch.empty(rows, device=logits.device, dtype=torch.float32)
+    lse = torch.empty_like(losses)
+    _softcap_ce_fwd_kernel[(rows,)](
+        logits, targets, losses, lse, vocab, logits.stride(0), softcap, BLOCK_V=_ce_block(vocab)
+    )
+    return losses, lse
+
+
+def _softcap_ce_backward(grad_losses: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, softcap: float) -> Tensor:
+    rows, vocab = logits.shape
+    grad_logits = torch.empty_like(logits)
+    _softcap_ce_bwd_kernel[(rows,)](
+        logits, targets, lse, grad_losses.float().contiguous(), grad_logits, vocab,
+        logits.stride(0), grad_logits.stride(0), softcap, BLOCK_V=_ce_block(vocab),
+    )  # fmt: skip
+    return grad_logits
+
+
+@functools.cache
+def _kernel_ops() -> tuple:
+    """Register the kernels as torch custom ops (once, on first use) and return the two forward ops.
+
+    As custom ops they are opaque to torch.compile(fullgraph=True): the compiler sees their fake
+    (shape-only) versions and the autograd formula, and never traces into Triton's launch code."""
+
+    @torch.library.custom_op("golfkit::leaky_sq_up", mutates_args=())
+    def leaky_sq_up(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        return _leaky_sq_up_forward(x, w)
+
+    @leaky_sq_up.register_fake
+    def _(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        out = x.new_empty((x.shape[0], w.shape[0]))
+        return out, torch.empty_like(out)
+
+    @torch.library.custom_op("golfkit::leaky_sq_up_bwd", mutates_args=())
+    def leaky_sq_up_bwd(grad_act: Tensor, x: Tensor, w: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+        return _leaky_sq_up_backward(grad_act, x, w, pre)
+
+    @leaky_sq_up_bwd.register_fake
+    def _(grad_act: Tensor, x: Tensor, w: Tensor, pre: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.empty_like(x), torch.empty_like(w)
+
+    def mlp_setup(ctx, inputs: tuple, output: tuple) -> None:  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(inputs[0], inputs[1], output[0])
+
+    def mlp_backward(ctx, _grad_pre: Tensor, grad_act: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[no-untyped-def]
         x, w, pre = ctx.saved_tensors
-        grad_act = grad_act.contiguous()
-        grad_pre = torch.empty_like(pre)
-        block = 1024
-        _leaky_sq_grad_kernel[(triton.cdiv(pre.numel(), block),)](grad_act, pre, grad_pre, pre.numel(), BLOCK=block)
-        return grad_pre @ w, grad_pre.t() @ x
+        return leaky_sq_up_bwd(grad_act, x, w, pre)
+
+    leaky_sq_up.register_autograd(mlp_backward, setup_context=mlp_setup)
+
+    @torch.library.custom_op("golfkit::softcap_ce", mutates_args=())
+    def softcap_ce(logits: Tensor, targets: Tensor, softcap: float) -> tuple[Tensor, Tensor]:
+        return _softcap_ce_forward(logits, targets, softcap)
+
+    @softcap_ce.register_fake
+    def _(logits: Tensor, targets: Tensor, softcap: float) -> tuple[Tensor, Tensor]:
+        losses = logits.new_empty((logits.shape[0],), dtype=torch.float32)
+        return losses, torch.empty_like(losses)
+
+    @torch.library.custom_op("golfkit::softcap_ce_bwd", mutates_args=())
+    def softcap_ce_bwd(grad_losses: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, softcap: float) -> Tensor:
+        return _softcap_ce_backward(grad_losses, logits, targets, lse, softcap)
+
+    @softcap_ce_bwd.register_fake
+    def _(grad_losses: Tensor, logits: Tensor, targets: Tensor, lse: Tensor, softcap: float) -> Tensor:
+        return torch.empty_like(logits)
+
+    def ce_setup(ctx, inputs: tuple, output: tuple) -> None:  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(inputs[0], inputs[1], output[1])
+        ctx.softcap = inputs[2]
+
+    def ce_backward(ctx, grad_losses: Tensor, _grad_lse: Tensor) -> tuple:  # type: ignore[no-untyped-def]
+        logits, targets, lse = ctx.saved_tensors
+        return softcap_ce_bwd(grad_losses, logits, targets, lse, ctx.softcap), None, None
+
+    softcap_ce.register_autograd(ce_backward, setup_context=ce_setup)
+    return leaky_sq_up, softcap_ce
 
 
 def leaky_relu_square_up(x: Tensor, w_up: Tensor, use_kernel: bool = True) -> Tensor:
@@ -195,49 +273,14 @@ def leaky_relu_square_up(x: Tensor, w_up: Tensor, use_kernel: bool = True) -> Te
     Under autocast both operands are cast to the autocast dtype first, as F.linear would do."""
     if not (use_kernel and fused_kernels_available()):
         return leaky_relu_square_up_ref(x, w_up)
-    if torch.is_autocast_enabled(x.device.type):
-        dtype = torch.get_autocast_dtype(x.device.type)
-        x, w_up = x.to(dtype), w_up.to(dtype)
-    w_up = w_up.to(x.dtype)
-    flat = x.reshape(-1, x.shape[-1]).contiguous()
-    with torch.autocast(x.device.type, enabled=False):
-        act = _LeakySquareUp.apply(flat, w_up.contiguous())
+    dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+    flat = x.reshape(-1, x.shape[-1]).to(dtype).contiguous()
+    act = _kernel_ops()[0](flat, w_up.to(dtype).contiguous())[1]
     return act.view(*x.shape[:-1], w_up.shape[0])
-
-
-def _ce_block(vocab: int) -> int:
-    return min(4096 if not _interpreting() else 256, triton.next_power_of_2(vocab))
-
-
-class _SoftcappedCrossEntropy(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits: Tensor, targets: Tensor, softcap: float) -> Tensor:  # type: ignore[override]
-        rows, vocab = logits.shape
-        losses = torch.empty(rows, device=logits.device, dtype=torch.float32)
-        lse = torch.empty_like(losses)
-        block = _ce_block(vocab)
-        _softcap_ce_fwd_kernel[(rows,)](
-            logits, targets, losses, lse, vocab, logits.stride(0), float(softcap), BLOCK_V=block
-        )
-        ctx.save_for_backward(logits, targets, lse)
-        ctx.softcap = float(softcap)
-        return losses
-
-    @staticmethod
-    def backward(ctx, grad_losses: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
-        logits, targets, lse = ctx.saved_tensors
-        rows, vocab = logits.shape
-        grad_logits = torch.empty_like(logits)
-        grad_losses = grad_losses.float().contiguous()
-        _softcap_ce_bwd_kernel[(rows,)](
-            logits, targets, lse, grad_losses, grad_logits, vocab,
-            logits.stride(0), grad_logits.stride(0), ctx.softcap, BLOCK_V=_ce_block(vocab),
-        )  # fmt: skip
-        return grad_logits, None, None
 
 
 def softcapped_cross_entropy(logits: Tensor, targets: Tensor, softcap: float, use_kernel: bool = True) -> Tensor:
     """Per-row fp32 losses of cap*tanh(logits/cap) against `targets`; logits [N, V], targets [N]."""
     if not (use_kernel and fused_kernels_available()):
         return softcapped_cross_entropy_ref(logits, targets, softcap)
-    return _SoftcappedCrossEntropy.apply(logits.contiguous(), targets.contiguous(), softcap)
+    return _kernel_ops()[1](logits.contiguous(), targets.contiguous(), float(softcap))[0]

@@ -176,9 +176,12 @@ class GPT(nn.Module):
         )
         return losses.mean()
 
-    def forward_logits(self, inputs: Tensor, lora: LoraHook | None = None, doc_masked: bool = True) -> Tensor:
-        """Softcapped fp32 logits [B, T, V]; `doc_masked=False` attends over whole rows."""
-        hidden = self._hidden(inputs, self._layout(inputs, doc_masked, None), lora=lora, fused=False)
+    def forward_logits(
+        self, inputs: Tensor, lora: LoraHook | None = None, doc_masked: bool = True, cu_seqlens: Tensor | None = None
+    ) -> Tensor:
+        """Softcapped fp32 logits [B, T, V]; `doc_masked=False` attends over whole rows.
+        `cu_seqlens` as in `forward` (only for compiled callers on a varlen backend)."""
+        hidden = self._hidden(inputs, self._layout(inputs, doc_masked, cu_seqlens), lora=lora, fused=False)
         if self.calib_capture is not None:
             self.calib_capture(-1, "head_in", hidden)
         logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype)).float()
@@ -188,10 +191,15 @@ class GPT(nn.Module):
         return cap * torch.tanh(logits / cap)
 
     def per_token_loss(
-        self, inputs: Tensor, targets: Tensor, lora: LoraHook | None = None, doc_masked: bool = True
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        lora: LoraHook | None = None,
+        doc_masked: bool = True,
+        cu_seqlens: Tensor | None = None,
     ) -> Tensor:
         """Cross-entropy of every position, fp32 nats [B, T]."""
-        logits = self.forward_logits(inputs, lora=lora, doc_masked=doc_masked)
+        logits = self.forward_logits(inputs, lora=lora, doc_masked=doc_masked, cu_seqlens=cu_seqlens)
         flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         return flat.view(targets.shape)
 
@@ -329,7 +337,8 @@ class _BlockRun:
             q = rotate_partial(q, *self.rope, cfg.rope_dims)
             k = rotate_partial(k, *self.rope, cfg.rope_dims)
         q = q * attn.q_gain.to(q.dtype)[:, None]
-        y = doc_causal_attention(q, k, v, self.layout, self.backend)
+        # Autocast may leave the normed q, k in fp32; the kernels want one dtype (v's, the matmul's).
+        y = doc_causal_attention(q.to(v.dtype), k.to(v.dtype), v, self.layout, self.backend)
         if attn.use_xsa:
             y = _remove_value_direction(y, v)
         if cfg.sparse_attn_gate_enabled:

@@ -105,3 +105,32 @@ def test_compiled_model_is_one_graph_and_matches_eager():
         torch.cuda.synchronize()
     print(f"compiled fwd+bwd, {inputs.numel()} tokens: {(time.perf_counter() - start) / 5 * 1e3:.1f} ms")
     assert abs(loss.item() - eager) < 2e-2
+
+
+def _time_ms(fn, repeats: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats * 1e3
+
+
+def test_report_kernel_speed_at_one_micro_batch():
+    """Prints fused vs reference fwd+bwd time at one rank's micro-batch (98,304 tokens); asserts nothing
+    about speed, only that both ran."""
+    tokens = 48 * 2048
+    g = torch.Generator(device="cuda").manual_seed(3)
+    x = torch.randn(tokens, 512, device="cuda", generator=g).bfloat16().requires_grad_()
+    w = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
+    logits = torch.randn(tokens, 8192, device="cuda", generator=g).bfloat16().requires_grad_()
+    targets = torch.randint(0, 8192, (tokens,), device="cuda", generator=g)
+    times = {
+        "mlp_fused": _time_ms(lambda: leaky_relu_square_up(x, w).sum().backward()),
+        "mlp_ref": _time_ms(lambda: leaky_relu_square_up_ref(x, w).sum().backward()),
+        "ce_fused": _time_ms(lambda: softcapped_cross_entropy(logits, targets, 30.0).mean().backward()),
+        "ce_ref": _time_ms(lambda: softcapped_cross_entropy_ref(logits, targets, 30.0).mean().backward()),
+    }
+    print(" ".join(f"{name}:{ms:.2f}ms" for name, ms in times.items()))
+    assert all(ms > 0 for ms in times.values())

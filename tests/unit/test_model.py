@@ -229,3 +229,16 @@ def test_tiny_model_learns_a_learnable_sequence():
         optimizer.step()
         losses.append(loss.item())
     assert losses[0] > 6.0 and sum(losses[-5:]) / 5 < 0.6 * losses[0]
+
+
+def test_bf16_autocast_forward_and_backward_run_and_stay_close_to_fp32():
+    model = _random_model()
+    tokens = _two_documents()
+    targets = torch.roll(tokens, -1, dims=1)
+    with torch.no_grad():
+        full = model(tokens, targets).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(tokens, targets)
+    loss.backward()
+    assert loss.dtype == torch.float32 and abs(loss.item() - full) < 0.05 * full
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
