@@ -121,7 +121,7 @@ def _sdpa_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout) -> T
 # --- FlashAttention-4 as opaque custom ops ---------------------------------------------------------
 
 
-def _call_with_known_kwargs(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _attn_call_with_known_kwargs(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call `fn`, passing only the keyword arguments its version accepts (FA4's signature drifts)."""
     accepted = inspect.signature(fn).parameters
     return fn(*args, **{key: value for key, value in kwargs.items() if key in accepted})
@@ -134,7 +134,7 @@ def _fa4_ops() -> Any:
 
     @torch.library.custom_op("golfkit::fa4_varlen_fwd", mutates_args=())
     def fa4_varlen_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> tuple[Tensor, Tensor]:
-        result = _call_with_known_kwargs(
+        result = _attn_call_with_known_kwargs(
             interface._flash_attn_fwd,
             q,
             k,
@@ -158,7 +158,7 @@ def _fa4_ops() -> Any:
     def fa4_varlen_bwd(
         grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, cu_seqlens: Tensor, max_seqlen: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dq, dk, dv = _call_with_known_kwargs(
+        dq, dk, dv = _attn_call_with_known_kwargs(
             interface._flash_attn_bwd,
             q,
             k,
@@ -215,7 +215,7 @@ def doc_causal_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, bac
     return _varlen_doc_attention(q, k, v, layout, backend)
 
 
-def _backend_works(name: str, device: torch.device) -> bool:
+def _attn_backend_works(name: str, device: torch.device) -> bool:
     """Import the backend and run it once on a tiny input (catches missing kernels for this GPU)."""
     try:
         g = torch.Generator(device=device).manual_seed(0)
@@ -237,7 +237,7 @@ def pick_attention_backend(device_type: str, device_index: int | None = None) ->
     device = torch.device("cuda", device_index)
     if torch.cuda.get_device_capability(device)[0] >= 9:
         for name in ("fa4", "fa3"):
-            if _backend_works(name, device):
+            if _attn_backend_works(name, device):
                 return name
     return "sdpa"
 
@@ -246,4 +246,4 @@ def available_attention_backends(device: torch.device) -> list[str]:
     """Every backend that works on `device` (the GPU tests compare each with the definition)."""
     if device.type != "cuda":
         return ["sdpa"]
-    return [name for name in ATTENTION_BACKENDS if name == "sdpa" or _backend_works(name, device)]
+    return [name for name in ATTENTION_BACKENDS if name == "sdpa" or _attn_backend_works(name, device)]

@@ -230,7 +230,7 @@ class Config:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """Defaults overridden by the environment; other variables are ignored (the shell has many)."""
         env = os.environ if env is None else env
-        return cls(**_parse_values({name: env[name] for name in cls.env_names() if name in env}))
+        return cls(**_config_parse_values({name: env[name] for name in cls.env_names() if name in env}))
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, Any], base: Config | None = None) -> Config:
@@ -241,7 +241,7 @@ class Config:
                 close = difflib.get_close_matches(name.upper(), sorted(known), n=1)
                 hint = f"did you mean {close[0]}?" if close else "run `golfkit params` to list the settings"
                 raise RecordError(name, "unknown setting", hint)
-        values = _parse_values({name.upper(): value for name, value in overrides.items()})
+        values = _config_parse_values({name.upper(): value for name, value in overrides.items()})
         base = base or cls()
         derived_tokenizer = base.tokenizer_path == f"{base.data_dir}/tokenizers/{TOKENIZER_NAME}"
         if "data_dir" in values and "tokenizer_path" not in values and derived_tokenizer:
@@ -276,29 +276,29 @@ DERIVED_DUMP_KEYS = (
     "val_files",
 )
 
-_TRUE_WORDS = ("1", "true", "yes", "on")
-_FALSE_WORDS = ("0", "false", "no", "off")
+_CONFIG_TRUE_WORDS = ("1", "true", "yes", "on")
+_CONFIG_FALSE_WORDS = ("0", "false", "no", "off")
 
 
-def _parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _config_parse_values(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Convert `NAME -> text` into `field -> typed value`, naming the variable of any bad value."""
     types = {f.name: f.type for f in dataclasses.fields(Config)}
     parsed: dict[str, Any] = {}
     for env_name, value in raw.items():
         name = env_name.lower()
-        parsed[name] = _parse_one(env_name, types[name], value)
+        parsed[name] = _config_parse_one(env_name, types[name], value)
     return parsed
 
 
-def _parse_one(env_name: str, type_name: str, value: Any) -> Any:
+def _config_parse_one(env_name: str, type_name: str, value: Any) -> Any:
     if not isinstance(value, str):
         value = str(value)
     text = value.strip()
     try:
         if type_name == "bool":
-            if text.lower() in _TRUE_WORDS:
+            if text.lower() in _CONFIG_TRUE_WORDS:
                 return True
-            if text.lower() in _FALSE_WORDS:
+            if text.lower() in _CONFIG_FALSE_WORDS:
                 return False
             raise ValueError
         if type_name == "int":

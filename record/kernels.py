@@ -44,7 +44,7 @@ def fused_kernels_available() -> bool:
     """Triton imports and has somewhere to run (a CUDA device, or its CPU interpreter)."""
     if triton is None:
         return False
-    return torch.cuda.is_available() or _interpreting()
+    return torch.cuda.is_available() or _kernels_interpreting()
 
 
 if triton is not None:
@@ -143,14 +143,14 @@ if triton is not None:
             tl.store(out + cols, (d_capped * (1.0 - t * t)).to(grad_logits_ptr.dtype.element_ty), mask=cols < V)
 
 
-def _interpreting() -> bool:
+def _kernels_interpreting() -> bool:
     """Whether Triton runs kernels in its numpy interpreter (TRITON_INTERPRET=1 before import)."""
     return triton is not None and type(_leaky_sq_grad_kernel).__name__ == "InterpretedFunction"
 
 
 def _mlp_tiles(device: torch.device) -> dict[str, int]:
     """Tile sizes: Hopper-sized on a GPU, small in the interpreter (which runs them in numpy)."""
-    if device.type == "cuda" and not _interpreting():
+    if device.type == "cuda" and not _kernels_interpreting():
         return {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_warps": 8, "num_stages": 3}
     return {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}
 
@@ -182,7 +182,7 @@ def _leaky_sq_up_backward(grad_act: Tensor, x: Tensor, w: Tensor, pre: Tensor) -
 
 
 def _ce_block(vocab: int) -> int:
-    return min(4096 if not _interpreting() else 256, triton.next_power_of_2(vocab))
+    return min(4096 if not _kernels_interpreting() else 256, triton.next_power_of_2(vocab))
 
 
 def _softcap_ce_forward(logits: Tensor, targets: Tensor, softcap: float) -> tuple[Tensor, Tensor]:

@@ -35,11 +35,11 @@ class LoraHook(Protocol):
 CalibCapture = Callable[[int, str, Tensor], None]
 
 
-def _rms(x: Tensor) -> Tensor:
+def _model_rms(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.shape[-1],))
 
 
-def _linear(x: Tensor, weight: Tensor) -> Tensor:
+def _model_linear(x: Tensor, weight: Tensor) -> Tensor:
     """x @ weight^T with the weight cast to the activations' dtype (banks stay fp32 for the optimiser)."""
     return F.linear(x, weight.to(x.dtype))
 
@@ -225,7 +225,7 @@ class GPT(nn.Module):
         if not self.cfg.smear_gate_enabled:
             return x
         window = self.cfg.gate_window
-        gate = self.smear_lambda.to(x.dtype) * torch.sigmoid(_linear(x[:, 1:, :window], self.smear_gate.weight))
+        gate = self.smear_lambda.to(x.dtype) * torch.sigmoid(_model_linear(x[:, 1:, :window], self.smear_gate.weight))
         gate = gate * (inputs[:, 1:, None] != DOC_BOS_ID).to(x.dtype)
         return torch.cat((x[:, :1], x[:, 1:] + gate * x[:, :-1]), dim=1)
 
@@ -240,7 +240,7 @@ class GPT(nn.Module):
 
     def _hidden(self, inputs: Tensor, layout: DocLayout, lora: LoraHook | None, fused: bool) -> Tensor:
         """Embedding through every block application to the final RMS-normed hidden state."""
-        x = _rms(self._embed(inputs))
+        x = _model_rms(self._embed(inputs))
         x0 = x
         rope = self._rope_tables(inputs.shape[1], inputs.device)
         run = _BlockRun(self, x0, layout, rope, self._backend(inputs.device), lora, fused)
@@ -267,7 +267,7 @@ class GPT(nn.Module):
                 x = run.serial(layer, x)
         if lane0 is not None:
             x = 0.5 * (lane0 + lane1)
-        return _rms(x)
+        return _model_rms(x)
 
     def _blend_skip(self, j: int, skip: Tensor, x: Tensor) -> Tensor:
         scaled = self.skip_weights[j].to(x.dtype) * skip
@@ -304,8 +304,8 @@ class _BlockRun:
         block = self.m.blocks[layer]
         mix = block.resid_mix.to(x.dtype)
         read = mix[0] * x + mix[1] * self.x0
-        x = read + block.attn_scale.to(x.dtype) * self.attention(layer, _rms(read) * block.ln_scale)
-        x = x + block.mlp_scale.to(x.dtype) * self.mlp(layer, _rms(x) * block.ln_scale)
+        x = read + block.attn_scale.to(x.dtype) * self.attention(layer, _model_rms(read) * block.ln_scale)
+        x = x + block.mlp_scale.to(x.dtype) * self.mlp(layer, _model_rms(x) * block.ln_scale)
         self.slot += 1
         return x
 
@@ -314,8 +314,8 @@ class _BlockRun:
         block = self.m.blocks[layer]
         mix = block.resid_mix.to(lane0.dtype)
         read = mix[0] * lane0 + mix[1] * self.x0
-        attn = block.attn_scale.to(lane0.dtype) * self.attention(layer, _rms(read) * block.ln_scale)
-        mlp = block.mlp_scale.to(lane1.dtype) * self.mlp(layer, _rms(lane1) * block.ln_scale)
+        attn = block.attn_scale.to(lane0.dtype) * self.attention(layer, _model_rms(read) * block.ln_scale)
+        mlp = block.mlp_scale.to(lane1.dtype) * self.mlp(layer, _model_rms(lane1) * block.ln_scale)
         resid = self.m.parallel_resid_lambdas[layer].to(lane0.dtype)
         post = self.m.parallel_post_lambdas[layer].to(lane0.dtype)  # [source (attn, mlp), lane]
         new0 = resid[0] * lane0 + post[0, 0] * attn + post[1, 0] * mlp
@@ -328,11 +328,11 @@ class _BlockRun:
         attn = m.blocks[layer].attn
         self._capture(layer, "attn_in", n)
         rows, seq_len, _ = n.shape
-        q = self._lora("q", n, _linear(n, m.qo_bank[layer])).view(rows, seq_len, cfg.num_heads, cfg.head_dim)
-        k = self._lora("k", n, _linear(n, m.kv_bank[layer])).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
-        v = self._lora("v", n, _linear(n, m.kv_bank[cfg.num_layers + layer]))
+        q = self._lora("q", n, _model_linear(n, m.qo_bank[layer])).view(rows, seq_len, cfg.num_heads, cfg.head_dim)
+        k = self._lora("k", n, _model_linear(n, m.kv_bank[layer])).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
+        v = self._lora("v", n, _model_linear(n, m.kv_bank[cfg.num_layers + layer]))
         v = v.view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
-        q, k = _rms(q), _rms(k)
+        q, k = _model_rms(q), _model_rms(k)
         if cfg.rope_dims:
             q = rotate_partial(q, *self.rope, cfg.rope_dims)
             k = rotate_partial(k, *self.rope, cfg.rope_dims)
@@ -342,11 +342,11 @@ class _BlockRun:
         if attn.use_xsa:
             y = _remove_value_direction(y, v)
         if cfg.sparse_attn_gate_enabled:
-            logit = _linear(n[..., : cfg.gate_window], attn.attn_gate_w)
+            logit = _model_linear(n[..., : cfg.gate_window], attn.attn_gate_w)
             y = y * torch.sigmoid(cfg.sparse_attn_gate_scale * logit)[..., None]
         y = y.reshape(rows, seq_len, cfg.model_dim)
         self._capture(layer, "proj_in", y)
-        return self._lora("o", n, _linear(y, m.qo_bank[cfg.num_layers + layer]))
+        return self._lora("o", n, _model_linear(y, m.qo_bank[cfg.num_layers + layer]))
 
     def mlp(self, layer: int, n: Tensor) -> Tensor:
         up, down = self.m.mlp_up_bank[layer], self.m.mlp_down_bank[layer]
@@ -354,9 +354,9 @@ class _BlockRun:
         if self.fused:
             hidden = leaky_relu_square_up(n, up.to(n.dtype), use_kernel=True)
         else:
-            hidden = F.leaky_relu(_linear(n, up), negative_slope=0.5).square()
+            hidden = F.leaky_relu(_model_linear(n, up), negative_slope=0.5).square()
             self._capture(layer, "down_in", hidden)
-        return self._lora("mlp", n, _linear(hidden, down))
+        return self._lora("mlp", n, _model_linear(hidden, down))
 
 
 def _remove_value_direction(y: Tensor, v: Tensor) -> Tensor:
