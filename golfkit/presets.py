@@ -7,6 +7,7 @@ lrzip artifact, phased TTT) but at a size a laptop CPU trains in about a minute.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,32 @@ def rules_for(preset: str) -> str:
     return "demo" if preset == "demo" else "track_10min_16mb"
 
 
-def assemble_kwargs(plan: RunPlan, logs: list[Path]) -> dict[str, Any]:
-    """Arguments for golfkit.assemble.assemble_record for a finished plan."""
-    return {
+RECORD_BLURB = "A reproduction of PR #1934 (SP8192 CaseOps + phased TTT + GPTQ + LQER + pergroup LRZIP) with golfkit."
+DEMO_BLURB = (
+    "golfkit's CPU demo: every stage of PR #1934 (CaseOps tokenizer, looped GPT, GPTQ + LQER, pergroup lrzip "
+    "artifact, phased LoRA TTT) at toy scale, trained on the Python standard library's documentation."
+)
+
+
+def assemble_kwargs(plan: RunPlan, logs: list[Path], code: Path) -> dict[str, Any]:
+    """Keyword arguments of golfkit.assemble.assemble_record for a finished plan.
+
+    The demo's folder is marked not a record (track non_record_16mb) and refreshed on every demo run;
+    its logs carry no GPU, so the hardware is stated here. A record folder is built once: an existing
+    one is refused by assemble, never overwritten.
+    """
+    demo = plan.preset == "demo"
+    kwargs: dict[str, Any] = {
         "logs": logs,
         "name": plan.name,
+        "author": plan.author or ("golfkit demo" if demo else "golfkit user"),
+        "github_id": plan.github_id or ("golfkit-demo" if demo else "unknown"),
+        "blurb": plan.blurb or (DEMO_BLURB if demo else RECORD_BLURB),
+        "code": code,
         "out": plan.records_dir,
-        "author": plan.author or "golfkit user",
-        "github_id": plan.github_id or "unknown",
-        "not_a_record": plan.preset == "demo",
-        "rules": rules_for(plan.preset),
+        "not_a_record": demo,
+        "force": demo,
     }
+    if demo:
+        kwargs["hardware"] = f"CPU ({os.cpu_count() or 1} cores, 1 process)"
+    return kwargs

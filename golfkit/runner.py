@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TextIO
 
 from golfkit import presets
@@ -50,7 +51,7 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
     )
     findings = run_preflight(plan, cfg)
     for finding in findings:
-        mark = "ok  " if finding.ok else "FAIL"
+        mark = "skip" if finding.skipped else "ok  " if finding.ok else "FAIL"
         print(f"  preflight {mark} {finding.check}: {finding.detail}", file=out if finding.ok else err)
     if not all(f.ok for f in findings):
         print("golfkit record: preflight failed; nothing was run", file=err)
@@ -120,17 +121,36 @@ def _load_config(plan: RunPlan, base_env: Mapping[str, str]) -> object:
 
 
 def _verify_and_assemble(plan: RunPlan, out: TextIO, err: TextIO) -> int:
-    from golfkit.verify import verify_logs
+    """With --name, assemble the PR folder and verify it whole; without, verify the logs alone."""
+    from golfkit.verify.report import to_text
 
     logs = [final_log_path(plan.runs_dir, seed) for seed in plan.seeds]
-    report = verify_logs(logs, rules=presets.rules_for(plan.preset))
-    out.write(report.render_text())
+    rules = presets.rules_for(plan.preset)
     if plan.name:
         from golfkit.assemble import assemble_record
+        from golfkit.verify import verify_folder
 
-        folder = assemble_record(**presets.assemble_kwargs(plan, logs))
+        folder = assemble_record(**presets.assemble_kwargs(plan, logs, shipped_code(plan, out)))
         print(f"assembled {folder}", file=out)
+        report = verify_folder(folder, rules=rules)
+    else:
+        from golfkit.verify.logs import verify_logs
+
+        report = verify_logs(logs, rules=rules)
+    print(to_text(report), file=out)
     return 0 if report.ok else 1
+
+
+def shipped_code(plan: RunPlan, out: TextIO) -> Path:
+    """The train_gpt.py the folder ships: the program the seeds ran, or a fresh bundle of record/."""
+    if plan.program is not None:
+        return plan.program
+    from golfkit.bundle import write_bundle
+
+    target = plan.runs_dir / "train_gpt.py"
+    write_bundle(target)
+    print(f"bundled record/ into {target}", file=out)
+    return target
 
 
 def main() -> int:

@@ -37,6 +37,7 @@ class RunPlan:
     records_dir: Path = Path("records")
     author: str | None = None
     github_id: str | None = None
+    blurb: str | None = None
     program: Path | None = None
 
 
@@ -62,6 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--author", help="author name for the assembled submission.json")
     parser.add_argument("--github-id", help="GitHub id for the assembled submission.json")
+    parser.add_argument("--blurb", help="what the submission does, for the assembled submission.json")
 
 
 def plan_from_args(args: argparse.Namespace, default_nproc: int = 1) -> RunPlan:
@@ -107,5 +109,6 @@ def plan_from_args(args: argparse.Namespace, default_nproc: int = 1) -> RunPlan:
         records_dir=args.records_dir,
         author=args.author,
         github_id=args.github_id,
+        blurb=args.blurb,
         program=args.program,
     )

@@ -1,0 +1,187 @@
+"""`golfkit demo`: the whole record pipeline on a CPU in a few minutes, with nothing to download.
+
+Usage: `golfkit demo [--seeds 42 ...] [--runs-dir runs/demo] [--force]`.
+
+1. Data (kept between runs, rebuilt only when missing or incomplete): the Python standard library's
+   documentation (golfkit.demo_corpus) as a docs jsonl, a 512-piece CaseOps tokenizer trained on it,
+   and the shards + validation byte sidecar built by `golfkit data prepare`'s code (golfkit.dataprep).
+2. The program: record/ bundled into one train_gpt.py (golfkit bundle), the file the folder ships,
+   so the logged code size is that of the code that ran.
+3. The seeds, through `golfkit record`'s runner with the demo preset (golfkit.presets.DEMO_SETTINGS):
+   a tiny looped model trains for about a minute, then GPTQ + LQER, the pergroup lrzip artifact and
+   phased LoRA TTT run as in the record.
+4. A folder under <runs-dir>/records/track_non_record_16mb/, marked not a record, verified against
+   golfkit/rules/demo.yaml; the verified per-seed table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from golfkit import presets
+from golfkit.errors import GolfkitError
+from golfkit.runplan import RunPlan
+
+DEMO_NAME = "golfkit_CPU_demo"
+DEMO_VOCAB_SIZE = 512
+DEMO_VAL_DOCS = 40  # validation documents (about 1/13 of the corpus)
+DEMO_SHARD_TOKENS = 400_000  # small shards, so the demo has several, like the real data
+DEMO_SPLIT_SEED = 0  # the documents are shuffled once, so validation mixes both kinds of text
+MANIFEST_NAME = "demo_data.json"
+MANIFEST_VERSION = 1
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42], metavar="SEED", help="seeds to run (default 42)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/demo"), help="where everything goes")
+    parser.add_argument("--force", action="store_true", help="rerun seeds whose log is already complete")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoData:
+    data_dir: Path
+    tokenizer: Path
+    reused: bool
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from golfkit.runner import run_plan
+
+    started = time.monotonic()
+    runs_dir: Path = args.runs_dir
+    data = prepare_demo_data(presets.demo_data_dir(runs_dir), out)
+    program = bundle_demo_program(runs_dir, out)
+    plan = RunPlan(
+        seeds=tuple(args.seeds),
+        nproc=1,
+        preset="demo",
+        runs_dir=runs_dir,
+        name=DEMO_NAME,
+        force=args.force,
+        records_dir=runs_dir / "records",
+        program=program,
+    )
+    if args.force:
+        _set_aside_old_folder(plan, out)
+    status = run_plan(plan, out, err, extra_env={"TOKENIZER_PATH": str(data.tokenizer)})
+    verdict = "done" if status == 0 else "FAILED"
+    print(f"golfkit demo: {verdict} in {time.monotonic() - started:.0f} s (not a record: a CPU demo)", file=out)
+    return status
+
+
+def bundle_demo_program(runs_dir: Path, out: TextIO) -> Path:
+    """record/ as the one-file train_gpt.py that the demo runs and its folder ships."""
+    try:
+        from golfkit.bundle import write_bundle
+    except ImportError:
+        raise GolfkitError(
+            "golfkit demo",
+            "golfkit.bundle is missing, so there is no train_gpt.py to run and ship",
+            "install golfkit whole",
+        ) from None
+    target = runs_dir / "train_gpt.py"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    write_bundle(target)
+    print(f"demo program: record/ bundled into {target} ({target.stat().st_size:,} bytes)", file=out)
+    return target
+
+
+def _set_aside_old_folder(plan: RunPlan, out: TextIO) -> None:
+    """--force reruns the seeds, whose new logs assemble would refuse to put over the old ones: move the
+    previous demo folder of the same date aside (renamed, never deleted)."""
+    import datetime as dt
+
+    from golfkit.assemble import folder_slug
+
+    date = dt.datetime.now(dt.UTC).date().isoformat()
+    folder = plan.records_dir / "track_non_record_16mb" / f"{date}_{folder_slug(plan.name or DEMO_NAME)}"
+    if folder.exists():
+        kept = folder.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}.old")
+        folder.rename(kept)
+        print(f"--force: previous demo folder kept as {kept}", file=out)
+
+
+# ---- data -----------------------------------------------------------------------------------------------
+
+
+def _demo_recipe() -> dict[str, object]:
+    """Everything the demo data depends on: a change to any of these rebuilds it."""
+    return {
+        "version": MANIFEST_VERSION,
+        "python": sys.version.split()[0],
+        "vocab_size": DEMO_VOCAB_SIZE,
+        "val_docs": DEMO_VAL_DOCS,
+        "shard_tokens": DEMO_SHARD_TOKENS,
+        "split_seed": DEMO_SPLIT_SEED,
+    }
+
+
+def _file_sizes(data_dir: Path, files: list[Path]) -> dict[str, int]:
+    return {str(p.relative_to(data_dir)): p.stat().st_size for p in files}
+
+
+def demo_data_complete(data_dir: Path) -> Path | None:
+    """The tokenizer path when the data of the current recipe is all there, file sizes as recorded."""
+    manifest = data_dir / MANIFEST_NAME
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("recipe") != _demo_recipe():
+        return None
+    files = recorded.get("files")
+    if not isinstance(files, dict) or not files:
+        return None
+    for name, size in files.items():
+        path = data_dir / name
+        if not path.is_file() or path.stat().st_size != size:
+            return None
+    tokenizer = data_dir / str(recorded.get("tokenizer", ""))
+    return tokenizer if tokenizer.is_file() else None
+
+
+def prepare_demo_data(data_dir: Path, out: TextIO) -> DemoData:
+    """Corpus, tokenizer and shards under `data_dir` (DATA_DIR for the demo), reused when complete."""
+    tokenizer = demo_data_complete(data_dir)
+    if tokenizer is not None:
+        print(f"demo data: complete in {data_dir}, reused", file=out)
+        return DemoData(data_dir, tokenizer, reused=True)
+
+    from golfkit.dataprep import prepare_shards
+    from golfkit.demo_corpus import demo_documents
+    from record.tokenizer import train_demo_tokenizer
+
+    started = time.monotonic()
+    (data_dir / MANIFEST_NAME).unlink(missing_ok=True)  # incomplete until the manifest is written again
+    documents = demo_documents()
+    random.Random(DEMO_SPLIT_SEED).shuffle(documents)
+    docs_path = data_dir / "docs_demo.jsonl"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    docs_path.write_text("".join(json.dumps({"text": text}) + "\n" for text in documents), encoding="utf-8")
+    print(f"demo data: {len(documents)} standard-library documents -> {docs_path}", file=out)
+    model_prefix = data_dir / "tokenizers" / f"golfkit_demo_caseops_{DEMO_VOCAB_SIZE}"
+    tokenizer = train_demo_tokenizer(documents, DEMO_VOCAB_SIZE, model_prefix)
+    print(f"demo data: {DEMO_VOCAB_SIZE}-piece CaseOps tokenizer -> {tokenizer}", file=out)
+    summary = prepare_shards(docs_path, tokenizer, data_dir, val_docs=DEMO_VAL_DOCS, shard_tokens=DEMO_SHARD_TOKENS)
+    for line in summary.lines():
+        print(f"demo data: {line}", file=out)
+    files = [docs_path, tokenizer, *summary.files]
+    manifest = {
+        "recipe": _demo_recipe(),
+        "tokenizer": str(tokenizer.relative_to(data_dir)),
+        "docs_sha256": hashlib.sha256(docs_path.read_bytes()).hexdigest(),
+        "files": _file_sizes(data_dir, files),
+    }
+    staging = data_dir / f".{MANIFEST_NAME}.tmp"
+    staging.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    staging.replace(data_dir / MANIFEST_NAME)
+    print(f"demo data: built in {time.monotonic() - started:.0f} s", file=out)
+    return DemoData(data_dir, tokenizer, reused=False)
