@@ -8,6 +8,7 @@ scores fixed after the token itself was scored; every step may only read scored 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 
@@ -302,3 +303,22 @@ def test_softcapped_loss_is_a_normalised_distribution_over_the_vocabulary() -> N
     expected = torch.logsumexp(logits, -1) - logits.gather(2, x[..., None])[..., 0]
     torch.testing.assert_close(model.per_token_loss(x, x, doc_masked=False), expected, rtol=1e-6, atol=1e-6)
     assert torch.allclose(F.softmax(logits, -1).sum(-1), torch.ones(2, 12))
+
+
+def test_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ttt_eval.py"
+    spec = importlib.util.spec_from_file_location("bench_ttt_eval", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.json"
+    assert bench.main(["--tiny", "--docs", "12", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["docs"] == 12 and report["scored_tokens"] > 12 and report["eval_seconds"] > 0
+    assert report["seconds_per_1000_docs"] == pytest.approx(1000 * report["eval_seconds"] / 12)
+    assert report["projected_full_split_8gpu_seconds_by_docs"] == pytest.approx(
+        report["seconds_per_1000_docs"] * 50 / 8
+    )
+    assert {"device", "torch", "command"} <= report.keys()

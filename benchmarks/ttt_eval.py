@@ -1,0 +1,142 @@
+"""How long phased score-first TTT takes: the default-size model on a slice of validation-like documents.
+
+Runs `record.ttt.run_ttt_evaluation` (compile warm-up outside the timer, then the timed evaluation)
+on `--docs` documents and reports seconds per 1000 documents, seconds per million scored tokens, and
+the projection to the record's full split (50,000 documents, 47,851,520 targets) on 8 GPUs, assuming the
+8 ranks share the work evenly (the reference loses up to ~200 s to one rank holding the longest
+documents at the phase-1 pause; the projection does not model that straggler).
+
+Documents are synthetic by default: random token ids (timing does not depend on their values) with
+lognormal lengths whose mean is the record's 957 tokens per document, capped at the record's longest
+document (97,114). The phase prefix is scaled with the slice (2000 of 50,000 -> 4%), so global SGD
+does a proportional share of work. `--tiny` is a seconds-long CPU smoke run of the tiny config.
+
+    python benchmarks/ttt_eval.py --docs 2000            # on the H100; writes benchmarks/results/
+    python benchmarks/ttt_eval.py --tiny --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from record.config import Config, tiny_config  # noqa: E402
+from record.data import ValidationSet  # noqa: E402
+from record.dist import DistEnv  # noqa: E402
+from record.model import GPT  # noqa: E402
+from record.ttt import run_ttt_evaluation  # noqa: E402
+
+RECORD_DOCS = 50_000
+RECORD_TARGETS = 47_851_520
+RECORD_PREFIX_DOCS = 2_000
+RECORD_LONGEST_DOC = 97_114
+RECORD_GPUS = 8
+
+
+def synthetic_validation(docs: int, mean_len: float, max_len: int, vocab: int, seed: int) -> ValidationSet:
+    """BOS-led documents of random ids with lognormal lengths (sigma 1), and 4 bytes credited per token."""
+    rng = np.random.default_rng(seed)
+    sigma = 1.0
+    lengths = rng.lognormal(math.log(mean_len) - sigma**2 / 2, sigma, docs).astype(np.int64)
+    lengths = np.clip(lengths, 2, max_len)
+    tokens = rng.integers(2, vocab, int(lengths.sum()) + docs + 1).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)])
+    tokens[starts] = 1  # BOS before each document and at the end
+    credit = np.where(tokens == 1, 0, 4).astype(np.int32)
+    return ValidationSet(torch.from_numpy(tokens), torch.from_numpy(credit), torch.from_numpy(starts[:-1]))
+
+
+def run_benchmark(args: argparse.Namespace) -> dict:
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    if args.tiny:
+        cfg = tiny_config(ttt_chunk_size=16, ttt_eval_seq_len=64, ttt_batch_size=8, eval_seq_len=64)
+        cfg = dataclasses.replace(cfg, global_ttt_chunk_tokens=512)
+        mean_len, max_len = 60.0, 400
+    else:
+        cfg = Config()
+        mean_len, max_len = RECORD_TARGETS / RECORD_DOCS, RECORD_LONGEST_DOC
+    prefix = max(1, round(args.docs * RECORD_PREFIX_DOCS / RECORD_DOCS))
+    cfg = dataclasses.replace(cfg, phased_ttt_prefix_docs=prefix)
+    val = synthetic_validation(args.docs, mean_len, max_len, cfg.vocab_size, args.seed)
+    torch.manual_seed(args.seed)
+    model = GPT(cfg).to(device)
+    model.set_looping(True)
+    place = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
+    lines: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if args.verbose or not line.startswith(("ttp:", "tttg:")):
+            print(line, flush=True)
+
+    started = time.perf_counter()
+    result = run_ttt_evaluation(model, val, cfg, place, log)
+    warmup_line = next(ln for ln in lines if ln.startswith("ttt_lora:compile warmup done"))
+    warmup_s = float(warmup_line.split("(")[1].rstrip("s)"))
+    per_1000 = 1000.0 * result.seconds / args.docs
+    per_mtok = 1e6 * result.seconds / result.token_count
+    return {
+        "benchmark": "ttt_eval",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": "tiny" if args.tiny else "default (PR #1934)",
+        "docs": args.docs,
+        "prefix_docs": prefix,
+        "scored_tokens": result.token_count,
+        "mean_doc_tokens": result.token_count / args.docs,
+        "warmup_seconds": warmup_s,
+        "eval_seconds": result.seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "val_bpb": result.val_bpb,
+        "seconds_per_1000_docs": per_1000,
+        "seconds_per_million_tokens": per_mtok,
+        "projected_full_split_8gpu_seconds_by_docs": per_1000 * RECORD_DOCS / 1000.0 / RECORD_GPUS,
+        "projected_full_split_8gpu_seconds_by_tokens": per_mtok * RECORD_TARGETS / 1e6 / RECORD_GPUS,
+        "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def default_output(report: dict) -> Path:
+    gpu = "cpu-tiny" if report["config"] == "tiny" else report["device"].lower().replace("nvidia ", "")
+    slug = "".join(c if c.isalnum() else "-" for c in gpu).strip("-")
+    return REPO / "benchmarks" / "results" / f"ttt_eval_{slug}_{datetime.date.today():%Y%m}.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--docs", type=int, default=2000, help="documents in the slice (default 2000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiny", action="store_true", help="CPU smoke run of the tiny config")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    parser.add_argument("--verbose", action="store_true", help="print every ttp:/tttg: line too")
+    args = parser.parse_args(argv)
+    if args.docs < 1:
+        parser.error("--docs must be at least 1")
+    report = run_benchmark(args)
+    out = args.out or default_output(report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
