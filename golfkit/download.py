@@ -119,18 +119,25 @@ class HubClient:
 
         try:
             return action()
-        except (RepositoryNotFoundError, EntryNotFoundError) as exc:
-            raise GolfkitError(
-                f"{self.repo_id}: {what}", f"not on the hub ({type(exc).__name__})", "check --repo and --revision"
-            ) from None
-        except HfHubHTTPError as exc:
-            if exc.response is not None and exc.response.status_code < 500:
-                raise GolfkitError(f"{self.repo_id}: {what}", f"hub answered {exc.response.status_code}", "") from None
-            raise _unreachable(self.endpoint, exc) from None
         except Exception as exc:
-            if _is_network_error(exc):
+            if _is_network_error(exc):  # before the not-found cases: "no local copy" subclasses them
+                raise _unreachable(self.endpoint, exc) from None
+            if isinstance(exc, RepositoryNotFoundError | EntryNotFoundError):
+                raise GolfkitError(
+                    f"{self.repo_id}: {what}", f"not on the hub ({type(exc).__name__})", "check --repo and --revision"
+                ) from None
+            if isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code < 500:
+                raise GolfkitError(f"{self.repo_id}: {what}", f"hub answered {exc.response.status_code}", "") from None
+            if isinstance(exc, HfHubHTTPError):
                 raise _unreachable(self.endpoint, exc) from None
             raise
+
+    def check_reachable(self, remote: str) -> None:
+        """One quick request without the client's retries, so an offline machine fails at once."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        url = hf_hub_url(self.repo_id, remote, repo_type="dataset", revision=self.revision, endpoint=self.endpoint)
+        self._call(remote, lambda: get_hf_file_metadata(url, endpoint=self.endpoint))
 
     def fetch(self, remote: str) -> Path:
         """Download one repo file into the staging folder; returns where it landed."""
@@ -209,6 +216,7 @@ def download_dataset(
     client = HubClient(repo_id, revision, endpoint, staging)
     manifest_remote = f"{REMOTE_ROOT}/manifest.json"
     manifest_path = _local_path(dest, manifest_remote)
+    client.check_reachable(manifest_remote)
     _move_into_place(client.fetch(manifest_remote), manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

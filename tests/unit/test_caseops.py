@@ -70,8 +70,12 @@ def test_decode_inverts_encode_for_any_text(text: str) -> None:
     assert not any("A" <= ch <= "Z" for ch in encoded)
 
 
+# Text that exists as UTF-8 (no lone surrogates), which is all a document can be.
+utf8_text = mixed_text.filter(lambda text: not any("\ud800" <= ch <= "\udfff" for ch in text))
+
+
 @settings(max_examples=200, deadline=None)
-@given(mixed_text)
+@given(utf8_text)
 def test_char_weights_sum_to_the_original_utf8_size(text: str) -> None:
     encoded = caseops_encode(text)
     weights = caseops_char_weights(encoded)
@@ -110,3 +114,36 @@ def test_golden_published_transform_all_300_documents(shared_data) -> None:
         text = json.loads(docs[record["line"]])["text"]
         assert caseops_encode(text) == record["encoded"], f"document {record['line']}"
         assert caseops_decode(record["encoded"]) == text
+
+
+def _run_cli(argv: list[str], stdin_bytes: bytes, monkeypatch) -> tuple[int, str, str]:
+    import io
+    import sys
+
+    from golfkit import cli
+
+    fake_stdin = io.TextIOWrapper(io.BytesIO(stdin_bytes), encoding="latin-1")  # the locale must not matter
+    monkeypatch.setattr(sys, "stdin", fake_stdin)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.run(argv, out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_encode_then_decode_round_trips_exactly(monkeypatch) -> None:
+    text = "Hello NASA,\r\nMcDonald's café \ue001 end\n"
+    code, encoded, err = _run_cli(["caseops", "encode"], text.encode("utf-8"), monkeypatch)
+    assert code == 0 and err == ""
+    assert encoded == caseops_encode(text)  # stdout holds the transformed text and nothing else
+    code, decoded, err = _run_cli(["caseops", "decode"], encoded.encode("utf-8"), monkeypatch)
+    assert code == 0 and decoded == text
+
+
+def test_cli_refuses_malformed_or_non_utf8_input_in_one_line(monkeypatch, tmp_path) -> None:
+    code, out, err = _run_cli(["caseops", "decode"], f"x {T}".encode(), monkeypatch)
+    assert code == 2 and out == "" and "dangling operator" in err and len(err.splitlines()) == 1
+    code, out, err = _run_cli(["caseops", "encode"], b"ok \xff bad", monkeypatch)
+    assert code == 2 and out == "" and "not UTF-8 (byte 3)" in err
+    source = tmp_path / "doc.txt"
+    source.write_text("ABC", encoding="utf-8")
+    code, out, _ = _run_cli(["caseops", "encode", "--input", str(source)], b"", monkeypatch)
+    assert code == 0 and out == f"{A}abc"

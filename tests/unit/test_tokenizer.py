@@ -108,7 +108,7 @@ def test_fast_spans_equal_the_spans_sentencepiece_reports(real_tokenizer, text: 
     proto_ids, spans = parse_piece_spans(real_tokenizer.encode(encoded, out_type="serialized_proto"))
     assert ids.tolist() == proto_ids == real_tokenizer.encode(encoded)
     slow_ids, slow_credit = fast._credit_from_proto(encoded)
-    assert credit.tolist() == slow_credit.tolist()
+    assert slow_ids.tolist() == ids.tolist() and credit.tolist() == slow_credit.tolist()
     assert len(spans) == len(ids)
 
 
