@@ -56,6 +56,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from golfkit.runner import run_plan
 
     started = time.monotonic()
+    duplicates = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+    if duplicates:
+        raise GolfkitError("--seeds", f"seed {duplicates[0]} is listed twice", "list each seed once")
     runs_dir: Path = args.runs_dir
     data = prepare_demo_data(presets.demo_data_dir(runs_dir), out)
     program = bundle_demo_program(runs_dir, out)
