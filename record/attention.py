@@ -222,7 +222,7 @@ def _attn_backend_works(name: str, device: torch.device) -> bool:
         q = torch.randn(1, 128, 2, 64, device=device, dtype=torch.bfloat16, generator=g)
         tokens = torch.zeros(1, 128, dtype=torch.long, device=device)
         tokens[0, 64] = DOC_BOS_ID
-        layout = doc_layout(tokens, cu_seqlens=cu_seqlens_from_tokens(tokens, max_docs=4))
+        layout = doc_layout(tokens)  # exact starts: the GPU tests exercise padded ones
         got = doc_causal_attention(q, q[:, :, :1], q[:, :, :1], layout, name)
         return bool(torch.isfinite(got).all())
     except Exception:  # any failure (import, JIT, unsupported arch) means "use the next backend"

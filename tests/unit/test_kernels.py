@@ -56,6 +56,13 @@ _INTERPRETER_CHECK = textwrap.dedent(
     (gl,) = torch.autograd.grad(got, logits, weights)
     (rl,) = torch.autograd.grad(want, logits, weights)
     out["ce"] = [rel(got, want), rel(gl, rl)]
+    # Saturated logits: every value at -cap, or one at +cap against -cap elsewhere.
+    extreme = torch.full((2, 300), -1000.0)
+    extreme[1, 5] = 1000.0
+    picks = torch.tensor([3, 7])
+    out["ce_extreme"] = rel(
+        softcapped_cross_entropy(extreme, picks, 30.0), softcapped_cross_entropy_ref(extreme, picks, 30.0)
+    )
     print(json.dumps(out))
     """
 )
@@ -86,6 +93,7 @@ def test_fused_mlp_matches_reference_values_and_gradients(interpreter_errors):
 def test_fused_cross_entropy_matches_reference_values_and_gradients(interpreter_errors):
     value, grad = interpreter_errors["ce"]
     assert value < 1e-5 and grad < 1e-5
+    assert interpreter_errors["ce_extreme"] < 1e-5
 
 
 def test_leaky_square_reference_is_the_piecewise_formula():
