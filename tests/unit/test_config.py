@@ -39,8 +39,7 @@ def test_reference_settings_reproduce_the_reference_dump(shared_data):
     settable = {k: v for k, v in reference.items() if k not in runtime | derived}
     cfg = Config.from_overrides(settable).with_runtime(rank=0, world_size=8, local_rank=0)
     ours = dict(
-        line[2:].split(": ", 1) if ": " in line else (line[2:-1], "")
-        for line in cfg.hyperparameter_lines()[1:]
+        line[2:].split(": ", 1) if ": " in line else (line[2:-1], "") for line in cfg.hyperparameter_lines()[1:]
     )
     for key, value in reference.items():
         assert ours[key] == value, key
