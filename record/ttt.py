@@ -272,7 +272,10 @@ def per_row_token_loss_fn(model: nn.Module) -> TokenLossFn:
     """Per-token NLL of rows that each hold one document window (plain causal attention per row)."""
 
     def per_row_loss(inputs: Tensor, targets: Tensor, lora: LoraSet) -> Tensor:
-        return model.per_token_loss(inputs, targets, lora=lora, doc_masked=False)
+        rows, width = inputs.shape
+        # Row starts are the only document starts: known without looking at the tokens (no device sync).
+        cu_seqlens = (torch.arange(rows + 1, device=inputs.device) * width).to(torch.int32)
+        return model.per_token_loss(inputs, targets, lora=lora, doc_masked=False, cu_seqlens=cu_seqlens)
 
     return per_row_loss
 

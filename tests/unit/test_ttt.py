@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,7 +308,6 @@ def test_softcapped_loss_is_a_normalised_distribution_over_the_vocabulary() -> N
 
 def test_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
     import importlib.util
-    from pathlib import Path
 
     path = Path(__file__).resolve().parents[2] / "benchmarks" / "ttt_eval.py"
     spec = importlib.util.spec_from_file_location("bench_ttt_eval", path)
@@ -322,3 +322,35 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
         report["seconds_per_1000_docs"] * 50 / 8
     )
     assert {"device", "torch", "command"} <= report.keys()
+
+
+def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None:
+    """One rank of a 2-process gloo run: score the shared stream, save its positions and the result."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        val = make_stream(docs=docs)
+        model = make_model()
+        rec = Recorder()
+        place = DistEnv(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
+        result = evaluate_phased_ttt(model, val, CFG, place, lambda _: None, observer=rec)
+        payload = {"positions": sorted(rec.score_event), "result": dataclasses.asdict(result)}
+        (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(payload))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("docs", [14, 5])  # 5 docs = 2 batches: a rank idles at an empty queue mid-phases
+def test_two_ranks_share_the_queue_and_score_every_target_once(tmp_path, docs: int) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_worker, args=(str(tmp_path / "init"), str(tmp_path), docs), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    positions = ranks[0]["positions"] + ranks[1]["positions"]
+    val = make_stream(docs=docs)
+    n = val.tokens.numel()
+    assert sorted(positions) == list(range(1, n))  # disjoint, complete
+    assert ranks[0]["positions"] and ranks[1]["positions"]  # both ranks took batches
+    first, second = (r["result"] for r in ranks)
+    assert first["token_count"] == second["token_count"] == n - 1
+    assert first["val_bpb"] == second["val_bpb"] and first["byte_count"] == float(val.byte_counts[1:].sum())
