@@ -76,6 +76,23 @@ def unwrap_self_extracting(text: str) -> str | None:
     return brotli.decompress(packed).decode()
 
 
+def strip_source_docs(source: str) -> str:
+    """`source` re-printed from its AST without docstrings or comments (behaviour unchanged): what
+    the self-extracting form carries, since nobody reads the compressed payload."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            kept = [
+                s
+                for s in node.body
+                if not (
+                    isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)
+                )
+            ]
+            node.body = kept or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
+
+
 def code_size_of_file(path: str | Path) -> CodeSize:
     """CodeSize of a program file: its own byte count, and the size of the source it carries."""
     data = Path(path).read_bytes()
@@ -86,15 +103,15 @@ def code_size_of_file(path: str | Path) -> CodeSize:
 def code_size_of_running_program() -> CodeSize:
     """Code bytes of what runs now. The bundled train_gpt.py measures itself. Run as the `record`
     package (development), there is no single file: the modules' sources are concatenated and wrapped
-    the way `golfkit bundle` wraps them, an estimate within a few percent of the bundle's size."""
+    the way `golfkit bundle` wraps them (docstrings stripped, lzma), an estimate within a few percent
+    of the bundle's size."""
     here = Path(__file__)
     package_init = here.parent / "__init__.py"
     if here.name != "sizes.py" or not package_init.is_file():
         return code_size_of_file(here)
     order = ast.literal_eval(re.search(r"BUNDLE_ORDER[^=]*=\s*(\([^)]*\))", package_init.read_text()).group(1))
-    source = "".join(
-        (here.parent / f"{name}.py").read_text() for name in order if (here.parent / f"{name}.py").is_file()
-    )
+    files = [here.parent / f"{name}.py" for name in order if (here.parent / f"{name}.py").is_file()]
+    source = "".join(strip_source_docs(f.read_text()) for f in files)
     wrapped = wrap_self_extracting(source, "lzma")
     return CodeSize(uncompressed=len(source.encode()), compressed=len(wrapped.encode()))
 
