@@ -82,10 +82,11 @@ def init_distributed(env: Mapping[str, str] | None = None, use_cuda: bool | None
     if place.device.type == "cuda":
         torch.cuda.set_device(place.device)
     if place.distributed and not torch_dist.is_initialized():
-        if place.device.type == "cuda":
-            torch_dist.init_process_group(backend="nccl", device_id=place.device)
-        else:
-            torch_dist.init_process_group(backend="gloo")
+        backend = "nccl" if place.device.type == "cuda" else "gloo"
+        device_id = place.device if place.device.type == "cuda" else None
+        torch_dist.init_process_group(
+            backend=backend, rank=place.rank, world_size=place.world_size, device_id=device_id
+        )
         torch_dist.barrier()
     return place
 

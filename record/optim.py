@@ -70,6 +70,18 @@ def make_orthogonalizer(compile_it: bool) -> Orthogonalizer:
     return torch.compile(polar_express) if compile_it else polar_express
 
 
+def _muon_reduce_scatter_avg(shard: Tensor, full: Tensor) -> object:
+    """Async: this rank's slice block of the rank-average of `full` (the *_single names are torch >= 2.12's)."""
+    collective = getattr(torch_dist, "reduce_scatter_single", None) or torch_dist.reduce_scatter_tensor
+    return collective(shard, full, op=torch_dist.ReduceOp.AVG, async_op=True)
+
+
+def _muon_all_gather(full: Tensor, shard: Tensor) -> object:
+    """Async: every rank's slice block, concatenated in rank order."""
+    collective = getattr(torch_dist, "all_gather_single", None) or torch_dist.all_gather_into_tensor
+    return collective(full, shard, async_op=True)
+
+
 class BankMuon(torch.optim.Optimizer):
     """Muon over 3-D weight banks: each bank[i] is one matrix, orthogonalised on its own.
 
@@ -134,7 +146,7 @@ class BankMuon(torch.optim.Optimizer):
                     continue
                 padded, shard, _ = self._muon_comm_buffers(p, world)
                 padded[: p.shape[0]].copy_(p.grad)
-                waits.append(torch_dist.reduce_scatter_tensor(shard, padded, op=torch_dist.ReduceOp.AVG, async_op=True))
+                waits.append(_muon_reduce_scatter_avg(shard, padded))
                 shards.append(shard)
             gathers: list[tuple[nn.Parameter, Tensor, object]] = []
             for p, grad, pending in zip(banks, shards, waits, strict=True):
@@ -145,7 +157,7 @@ class BankMuon(torch.optim.Optimizer):
                     self._muon_apply(p, update, group)
                     continue
                 gathered = self._muon_comm_buffers(p, world)[2]
-                handle = torch_dist.all_gather_into_tensor(gathered, update.contiguous(), async_op=True)
+                handle = _muon_all_gather(gathered, update.contiguous())
                 gathers.append((p, gathered, handle))
             for p, gathered, handle in gathers:
                 handle.wait()
