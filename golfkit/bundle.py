@@ -185,6 +185,13 @@ def build_program(
     return forms[chosen], sizes
 
 
+def write_bundle(target: Path, record_dir: Path = RECORD_DIR, wrap: str = "auto") -> dict[str, int]:
+    """Write the program to `target`; return the byte count of every form measured."""
+    text, sizes = build_program(record_dir, wrap)
+    Path(target).write_bytes(text.encode())
+    return sizes
+
+
 class _NullStream:
     def write(self, _: str) -> int:
         return 0

@@ -1,0 +1,107 @@
+"""golfkit bundle: concatenation rules on a small fake package, loud errors, byte stability, and
+the real record/ as a one-file program that runs alone and measures its own code bytes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from golfkit.bundle import RECORD_DIR, build_program
+from golfkit.cli import run as cli_run
+from golfkit.errors import GolfkitError
+from record.sizes import code_size_of_file, unwrap_self_extracting
+
+MODULES = {
+    "__init__.py": 'BUNDLE_ORDER: tuple[str, ...] = ("alpha", "beta")\n',
+    "alpha.py": (
+        '"""Alpha."""\n\nfrom __future__ import annotations\n\nVALUE = 20\n\n\ndef main() -> int:\n    return 0\n'
+    ),
+    "beta.py": (
+        '"""Beta."""\n\nfrom __future__ import annotations\n\nimport math\n\nfrom record.alpha import (\n'
+        '    VALUE,\n    main,\n)\n\n\ndef doubled() -> int:\n    """Twice VALUE."""\n'
+        "    return int(math.fsum([VALUE, VALUE]))\n"
+    ),
+}
+
+
+def fake_record(tmp_path: Path, **changes: str | None) -> Path:
+    root = tmp_path / "record"
+    root.mkdir()
+    for name, text in {**MODULES, **changes}.items():
+        if text is not None:
+            (root / name).write_text(text)
+    return root
+
+
+def test_plain_bundle_drops_record_imports_and_hoists_future(tmp_path):
+    text, sizes = build_program(fake_record(tmp_path), wrap="plain")
+    assert "from record" not in text and text.count("from __future__ import annotations") == 1
+    assert text.index("# ---- record/alpha.py ----") < text.index("# ---- record/beta.py ----")
+    assert text.splitlines()[1] == "from __future__ import annotations"
+    namespace: dict = {"__name__": "bundled"}
+    exec(compile(text, "train_gpt.py", "exec"), namespace)
+    assert namespace["doubled"]() == 40
+    assert sizes == {"plain": len(text.encode())}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"beta.py": None}, r"names 'beta' but record/beta.py does not exist"),
+        ({"gamma.py": "X = 1\n"}, r"record/gamma.py: is not in BUNDLE_ORDER"),
+        ({"beta.py": "VALUE = 3\n"}, r"redefines 'VALUE' of record/alpha.py"),
+        ({"beta.py": "from .alpha import VALUE\n"}, r"relative import"),
+        ({"beta.py": "def f():\n    from record.alpha import VALUE\n    return VALUE\n"}, r"inside a block"),
+        ({"alpha.py": "from record.beta import doubled\n"}, r"not bundled before it"),
+    ],
+)
+def test_bundle_errors_are_loud(tmp_path, changes, message):
+    with pytest.raises(GolfkitError, match=message):
+        build_program(fake_record(tmp_path, **changes))
+
+
+def test_missing_module_can_be_left_out_only_with_a_warning(tmp_path):
+    err = io.StringIO()
+    text, _ = build_program(fake_record(tmp_path, **{"beta.py": None}), wrap="plain", allow_missing=True, err=err)
+    assert "WARNING: record/beta.py is missing" in err.getvalue() and "record/beta.py ----" not in text
+
+
+def test_real_record_bundles_byte_stable_and_picks_the_smallest_form(tmp_path):
+    allow = not (RECORD_DIR / "train.py").exists()
+    first, sizes = build_program(wrap="auto", allow_missing=allow)
+    second, _ = build_program(wrap="auto", allow_missing=allow)
+    assert first == second
+    assert len(first.encode()) == min(sizes.values()) and sizes["plain"] > 3 * len(first.encode())
+    inner = unwrap_self_extracting(first)
+    assert inner is not None and "# ---- record/quant.py ----" in inner
+    target = tmp_path / "train_gpt.py"
+    target.write_text(first)
+    assert code_size_of_file(target).compressed == target.stat().st_size
+    assert code_size_of_file(target).uncompressed == len(inner.encode())
+
+
+def test_bundled_program_imports_alone_and_measures_itself(tmp_path):
+    """Copied alone into an empty folder: defines the program without the record package."""
+    allow = not (RECORD_DIR / "train.py").exists()
+    text, _ = build_program(wrap="auto", allow_missing=allow)
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    (folder / "train_gpt.py").write_text(text)
+    probe = (
+        "import runpy, sys; g = runpy.run_path('train_gpt.py', run_name='probe');"
+        "assert 'record' not in sys.modules, 'bundle imported the package';"
+        "print(g['code_size_of_running_program']().compressed)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) == (folder / "train_gpt.py").stat().st_size
+
+
+def test_cli_writes_the_file(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    code = cli_run(["bundle", "--out", str(tmp_path / "t.py"), "--record-dir", str(fake_record(tmp_path))], out, err)
+    assert code == 0 and (tmp_path / "t.py").is_file() and "wrote" in out.getvalue()
