@@ -41,9 +41,10 @@ def softcapped_cross_entropy_ref(logits: Tensor, targets: Tensor, softcap: float
     return F.cross_entropy(capped, targets, reduction="none")
 
 
-@functools.cache
 def fused_kernels_available() -> bool:
-    """Triton imports and has somewhere to run (a CUDA device, or its CPU interpreter)."""
+    """Triton imports and has somewhere to run (a CUDA device, or its CPU interpreter).
+
+    Deliberately uncached and side-effect free, so torch.compile can fold it to a constant."""
     if triton is None:
         return False
     return torch.cuda.is_available() or _kernels_interpreting()

@@ -205,7 +205,11 @@ class GPT(nn.Module):
 
     # --- the network ---
     def _backend(self, device: torch.device) -> str:
-        return self.attention_backend or pick_attention_backend(device.type, device.index)
+        if self.attention_backend is not None:
+            return self.attention_backend
+        if torch.compiler.is_compiling():  # a caller bug, not a user error: a traceback is right
+            raise RuntimeError("GPT.attention_backend is unset under torch.compile; set it before compiling")
+        return pick_attention_backend(device.type, device.index)
 
     def _layout(self, inputs: Tensor, doc_masked: bool, cu_seqlens: Tensor | None) -> DocLayout:
         varlen = inputs.device.type == "cuda" and self._backend(inputs.device) != "sdpa"

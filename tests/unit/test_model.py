@@ -242,3 +242,21 @@ def test_bf16_autocast_forward_and_backward_run_and_stay_close_to_fp32():
     loss.backward()
     assert loss.dtype == torch.float32 and abs(loss.item() - full) < 0.05 * full
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
+@pytest.mark.slow
+def test_whole_model_compiles_as_one_graph():
+    """torch.compile(fullgraph=True) traces training and evaluation without a graph break (aot_eager:
+    no C++ toolchain needed), and the compiled loss equals eager."""
+    model = _random_model()
+    model.attention_backend = "sdpa"
+    tokens = _two_documents()
+    targets = torch.roll(tokens, -1, dims=1)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    loss = compiled(tokens, targets)
+    loss.backward()
+    torch.testing.assert_close(loss, model(tokens, targets))
+    assert model.qo_bank.grad is not None
+    model.attention_backend = None
+    with pytest.raises(Exception, match="attention_backend is unset"):
+        torch.compile(model, fullgraph=True, backend="aot_eager")(tokens, targets)
