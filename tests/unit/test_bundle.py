@@ -105,3 +105,33 @@ def test_cli_writes_the_file(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     code = cli_run(["bundle", "--out", str(tmp_path / "t.py"), "--record-dir", str(fake_record(tmp_path))], out, err)
     assert code == 0 and (tmp_path / "t.py").is_file() and "wrote" in out.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (RECORD_DIR / "train.py").exists(), reason="record/train.py (the trainer) is not written yet")
+def test_bundled_program_trains_alone_and_logs_its_own_byte_count(tmp_path):
+    """End to end on CPU: the bundle alone in a folder trains the demo model, exports and evaluates;
+    the code bytes it logs are its own file size and the total adds up."""
+    import os
+    import re
+
+    from golfkit import presets
+    from golfkit.demo import prepare_demo_data
+
+    data = prepare_demo_data(tmp_path / "data", io.StringIO())
+    text, _ = build_program()
+    folder = tmp_path / "submission"
+    folder.mkdir()
+    program = folder / "train_gpt.py"
+    program.write_text(text)
+    env = {**os.environ, **presets.DEMO_SETTINGS, "DATA_DIR": str(data.data_dir), "TOKENIZER_PATH": str(data.tokenizer)}
+    env |= {"ITERATIONS": "10", "MAX_WALLCLOCK_SECONDS": "30", "COMPRESSOR": "lzma"}
+    done = subprocess.run(
+        [sys.executable, "train_gpt.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    code = int(re.search(r"^Code size \(compressed\): (\d+) bytes$", done.stdout, re.M).group(1))
+    model = int(re.search(r"^Serialized model quantized\+lzma: (\d+) bytes$", done.stdout, re.M).group(1))
+    total = int(re.search(r"^Total submission size quantized\+lzma: (\d+) bytes$", done.stdout, re.M).group(1))
+    assert code == program.stat().st_size
+    assert total == code + model
