@@ -55,9 +55,9 @@ def make_model(seed: int = 0) -> GPT:
 
 
 def make_stream(seed: int = 0, docs: int = 14) -> ValidationSet:
-    """BOS-separated documents of 3..90 random tokens, and a random byte sidecar (BOS credited 0)."""
+    """BOS-separated documents of 3..70 random tokens, and a random byte sidecar (BOS credited 0)."""
     rng = np.random.default_rng(seed)
-    parts = [np.concatenate([[1], rng.integers(2, CFG.vocab_size, int(rng.integers(3, 90)))]) for _ in range(docs)]
+    parts = [np.concatenate([[1], rng.integers(2, CFG.vocab_size, int(rng.integers(3, 70)))]) for _ in range(docs)]
     tokens = np.concatenate([*parts, [1]]).astype(np.int32)
     credit = np.where(tokens == 1, 0, rng.integers(1, 5, tokens.size)).astype(np.int32)
     return ValidationSet(tokens=torch.from_numpy(tokens), byte_counts=torch.from_numpy(credit), doc_starts=None)
@@ -94,10 +94,20 @@ def run(val: ValidationSet, cfg=CFG, seed: int = 0) -> tuple[Recorder, object]:
 
 
 @pytest.fixture(scope="module")
-def baseline() -> tuple[ValidationSet, Recorder, object]:
+def baseline() -> tuple[ValidationSet, Recorder, object, list[np.ndarray]]:
+    """One phased run of the standard stream, with the documents handed to each global SGD."""
     val = make_stream()
-    rec, result = run(val)
-    return val, rec, result
+    sgd_inputs: list[np.ndarray] = []
+    real = ttt.global_sgd_on_scored
+
+    def spy(model, tokens, positions, *args, **kwargs):
+        sgd_inputs.append(positions.numpy().copy())
+        return real(model, tokens, positions, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ttt, "global_sgd_on_scored", spy)
+        rec, result = run(val)
+    return val, rec, result, sgd_inputs
 
 
 def test_bookkeeping_matches_the_reference_schedule() -> None:
@@ -111,7 +121,7 @@ def test_bookkeeping_matches_the_reference_schedule() -> None:
 
 
 def test_every_target_is_scored_exactly_once_with_its_bytes(baseline) -> None:
-    val, rec, result = baseline
+    val, rec, result, _ = baseline
     n = val.tokens.numel()
     assert sorted(rec.score_event) == list(range(1, n))
     assert result.token_count == n - 1
@@ -122,7 +132,7 @@ def test_every_target_is_scored_exactly_once_with_its_bytes(baseline) -> None:
 
 
 def test_every_step_reads_only_scored_tokens(baseline) -> None:
-    val, rec, _ = baseline
+    val, rec, _, _ = baseline
     doc_starts = set(np.flatnonzero(val.tokens.numpy() == 1).tolist())
     global_steps = 0
     for event, positions in rec.reads:
@@ -132,17 +142,25 @@ def test_every_step_reads_only_scored_tokens(baseline) -> None:
     assert global_steps > 0 and len(rec.reads) > global_steps  # both LoRA and global SGD steps happened
 
 
-@pytest.mark.parametrize("pick", ["first_processed_mid", "phase1_prefix_last", "late_batch", "stream_first"])
+@pytest.mark.parametrize(
+    "pick",
+    [
+        "phase1_sgd_doc",
+        "late_batch",
+        pytest.param("first_processed_longest", marks=pytest.mark.slow),
+        pytest.param("stream_first", marks=pytest.mark.slow),
+    ],
+)
 def test_perturbing_a_token_changes_no_earlier_score(baseline, pick: str) -> None:
-    val, rec, _ = baseline
+    val, rec, _, _ = baseline
     tokens = val.tokens.numpy()
     docs = find_documents(tokens)
     batches = build_batches(docs, CFG.ttt_batch_size)
     queue = batch_queue(batches)
-    first_doc = batches[queue[0]][-1]
+    longest, in_phase1_sgd = batches[queue[0]][-1], batches[queue[0]][0]  # first batch processed
     t = {
-        "first_processed_mid": first_doc.start + first_doc.length // 2,
-        "phase1_prefix_last": batches[queue[0]][0].start + batches[queue[0]][0].length - 2,
+        "phase1_sgd_doc": in_phase1_sgd.start + in_phase1_sgd.length - 2,  # its last non-BOS token
+        "first_processed_longest": longest.start + longest.length // 2,
         "late_batch": batches[queue[-1]][1].start + 2,
         "stream_first": 1,
     }[pick]
@@ -159,7 +177,7 @@ def test_perturbing_a_token_changes_no_earlier_score(baseline, pick: str) -> Non
             assert rec2.loss[p] == rec.loss[p], f"score of {p} changed by token {t}"
     assert rec2.loss[t] != rec.loss[t]
     later_docs = [p for p in rec.loss if doc_of[p] != doc_of[t] and rec.score_event[p] > at]
-    if pick == "first_processed_mid":  # its document feeds phase-1 global SGD: later documents move
+    if pick == "phase1_sgd_doc":  # its document feeds phase-1 global SGD: later documents move
         assert any(rec2.loss[p] != rec.loss[p] for p in later_docs)
 
 
@@ -219,17 +237,8 @@ def test_batched_evaluation_matches_a_slow_per_document_reference() -> None:
     assert sum(rec.loss.values()) == pytest.approx(reference_sum, rel=1e-6)
 
 
-def test_global_sgd_trains_on_the_first_scored_documents_of_each_phase(baseline, monkeypatch) -> None:
-    val, _, _ = baseline
-    seen: list[np.ndarray] = []
-    real = ttt.global_sgd_on_scored
-
-    def spy(model, tokens, positions, *args, **kwargs):
-        seen.append(positions.numpy().copy())
-        return real(model, tokens, positions, *args, **kwargs)
-
-    monkeypatch.setattr(ttt, "global_sgd_on_scored", spy)
-    run(val)
+def test_global_sgd_trains_on_the_first_scored_documents_of_each_phase(baseline) -> None:
+    val, _, _, seen = baseline
     batches = build_batches(find_documents(val.tokens.numpy()), CFG.ttt_batch_size)
     expected, scored = [], []
     for batch_id in batch_queue(batches):
