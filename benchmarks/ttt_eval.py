@@ -37,8 +37,8 @@ if str(REPO) not in sys.path:
 from record.config import Config, tiny_config  # noqa: E402
 from record.data import ValidationSet  # noqa: E402
 from record.dist import DistEnv  # noqa: E402
+from record.eval_phase import run_ttt_evaluation  # noqa: E402
 from record.model import GPT  # noqa: E402
-from record.ttt import run_ttt_evaluation  # noqa: E402
 
 RECORD_DOCS = 50_000
 RECORD_TARGETS = 47_851_520

@@ -37,19 +37,12 @@ from record.evaluate import (
     byte_prefix_sums,
     credited_bytes,
     eval_result_from_sums,
-    sync_clock,
 )
 from record.logkeys import (
-    TAG_TTT_PHASED,
-    fmt_eval_result,
-    fmt_total_eval_time,
     fmt_ttp,
     fmt_ttpp,
     fmt_ttpr,
-    fmt_ttt_compile_done,
-    fmt_ttt_compile_start,
     fmt_ttt_phased,
-    fmt_ttt_timer_start,
     fmt_tttg,
 )
 from record.tokenizer import ByteLuts
@@ -487,58 +480,3 @@ def evaluate_phased_ttt(
     loss_sum = all_reduce_sum_(sums.loss.clone())
     all_reduce_sum_(totals)
     return eval_result_from_sums(loss_sum.item(), int(totals[1].item()), totals[0].item(), time.perf_counter() - t0)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Running it as the program does: untimed compile warm-up on random tokens, then the timed evaluation
-
-
-def warm_up_ttt_compile(model: nn.Module, loss_fn: TokenLossFn, cfg: Config, device: torch.device) -> None:
-    """Compile the TTT forward/backward and the LoRA optimizer step before the eval timer starts. It is
-    given random tokens only (no validation data reaches it, so nothing is learnt from the val set):
-    a full batch at the first chunk's width, and a partial batch (finished rows dropped) at full width."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    gen = torch.Generator().manual_seed(0)
-    rows = cfg.ttt_batch_size
-    lora = LoraSet.for_model(model, cfg, rows).to(device)
-    opt = make_lora_optimizer(lora, cfg)
-    for width, active in ((cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(1, rows - 1))):
-        x, y = torch.randint(0, cfg.vocab_size, (2, active, width), generator=gen).to(device)
-        lora.use_rows(None if active == rows else torch.arange(active, device=device))
-        with autocast_for(device):
-            nll = loss_fn(x, y, lora)
-        opt.zero_grad(set_to_none=True)
-        nll[:, -cfg.ttt_chunk_size :].mean(dim=-1).sum().backward()
-        opt.step()
-    sync_clock(device)
-
-
-def run_ttt_evaluation(
-    model: nn.Module,
-    val: ValidationSet,
-    cfg: Config,
-    place: DistEnv,
-    log: Callable[[str], None],
-    *,
-    compile_model: bool | None = None,
-) -> EvalResult:
-    """The headline score as the challenge counts it: the compile warm-up runs (and is logged) before
-    `beginning TTT eval timer`; the timer, synchronised with the GPU at both ends, covers exactly the
-    phased TTT evaluation (spec-eval §5), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
-    compile_model = place.device.type == "cuda" if compile_model is None else compile_model
-    loss_fn = make_ttt_loss_fn(model, compile_model)
-    log(fmt_ttt_compile_start())
-    started = time.perf_counter()
-    warm_up_ttt_compile(model, loss_fn, cfg, place.device)
-    log(fmt_ttt_compile_done(time.perf_counter() - started))
-    log("")
-    log(fmt_ttt_timer_start())
-    sync_clock(place.device)
-    started = time.perf_counter()
-    result = evaluate_phased_ttt(model, val, cfg, place, log, loss_fn=loss_fn)
-    sync_clock(place.device)
-    seconds = time.perf_counter() - started
-    log(fmt_eval_result(TAG_TTT_PHASED, result.val_loss, result.val_bpb, 1000.0 * seconds))
-    log(fmt_total_eval_time(seconds))
-    return result.with_seconds(seconds)

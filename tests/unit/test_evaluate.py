@@ -194,3 +194,49 @@ def test_ttt_beats_the_quantized_model_after_the_full_cpu_pipeline(shared_data: 
     ttt = evaluate_phased_ttt(restored, held, cfg, place(), lambda _: None)
     assert ttt.token_count == quantized.token_count
     assert ttt.val_bpb < quantized.val_bpb - 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("lrzip") is None, reason="pergroup artifacts need lrzip")
+def test_evaluation_phase_runs_every_step_in_the_reference_order(shared_data: Path, tmp_path: Path) -> None:
+    from record.eval_phase import run_evaluation_phase
+    from record.optim import WeightEma
+    from record.sizes import CodeSize
+
+    cfg = dataclasses.replace(CFG, artifact_dir=str(tmp_path), ttt_chunk_size=32, ttt_eval_seq_len=64)
+    cfg = dataclasses.replace(cfg, ttt_batch_size=4, phased_ttt_prefix_docs=4, global_ttt_chunk_tokens=256)
+    train_val, _ = byte_level_stream(shared_data, docs=30)
+    model = train_on(train_val, cfg, steps=10)
+    model.set_looping(True)
+    held, _ = byte_level_stream(shared_data, docs=8, skip=300)
+    calib = [train_val.tokens[i * 129 : (i + 1) * 129].long()[None, :128] for i in range(2)]
+    lines: list[str] = []
+    report = run_evaluation_phase(
+        model,
+        held,
+        cfg,
+        place(),
+        lines.append,
+        ema=WeightEma(model, 0.9),
+        code_bytes=CodeSize(100, 50),
+        calibration=calib,
+    )
+    order = [
+        "ema:applying EMA weights",
+        "diagnostic pre-quantization post-ema val_loss:",
+        "Serialized model: ",
+        "Total submission size quantized+pergroup: ",
+        "Deserialize: decompression done",
+        "diagnostic quantized val_loss:",
+        "Deserialize: decompression done",
+        "ttt_lora:warming up compile",
+        "beginning TTT eval timer",
+        "ttt_phased: ",
+        "quantized_ttt_phased val_loss:",
+        "total_eval_time:",
+    ]
+    at = 0
+    for prefix in order:
+        at = next(i for i in range(at, len(lines)) if lines[i].startswith(prefix)) + 1
+    assert report.export.path.is_file() and report.ttt is not None
+    assert report.ttt.token_count == report.quantized.token_count == held.tokens.numel() - 1

@@ -22,9 +22,10 @@ import record.ttt as ttt
 from record.config import tiny_config
 from record.data import ValidationSet
 from record.dist import DistEnv
+from record.eval_phase import run_ttt_evaluation
 from record.logkeys import LOG_PATTERNS
 from record.model import GPT
-from record.ttt import LoraSet, evaluate_phased_ttt, make_lora_optimizer, run_ttt_evaluation
+from record.ttt import LoraSet, evaluate_phased_ttt, make_lora_optimizer
 from record.ttt_plan import batch_queue, build_batches, find_documents, phase_boundaries
 
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
