@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from record.attention import cu_seqlens_from_tokens
+from record.attention import cu_seqlens_from_tokens, pick_attention_backend
 from record.config import Config
 from record.data import ValidationSet, bits_per_byte
 from record.dist import DistEnv, all_reduce_sum_
@@ -88,8 +88,14 @@ def sync_clock(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def fix_attention_backend(model: nn.Module, device: torch.device) -> None:
+    """Choose the attention kernel eagerly: the model cannot probe backends inside a compiled graph."""
+    if getattr(model, "attention_backend", "") is None:
+        model.attention_backend = pick_attention_backend(device.type, device.index)
+
+
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def _evaluate_eval_mode(model: nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
@@ -146,7 +152,7 @@ def evaluate_plain(
     loss_sum = torch.zeros((), dtype=torch.float64, device=place.device)
     counts = torch.zeros(2, dtype=torch.float64, device=place.device)  # targets, bytes
     rows = plain_row_range(num_rows, rows_per_batch, place, reference_truncation)
-    with _eval_mode(model), torch.inference_mode(), autocast_for(place.device):
+    with _evaluate_eval_mode(model), torch.inference_mode(), autocast_for(place.device):
         for row in range(rows.start, rows.stop, rows_per_batch):
             start = row * seq
             stop = min(min(row + rows_per_batch, rows.stop) * seq, num_targets)
@@ -183,6 +189,7 @@ def run_diagnostic_eval(
     compile_model = place.device.type == "cuda" if compile_model is None else compile_model
     loss_fn = None
     if compile_model:
+        fix_attention_backend(model, place.device)
         compiled = torch.compile(model.per_token_loss)
 
         def loss_fn(inputs: Tensor, targets: Tensor) -> Tensor:

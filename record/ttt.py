@@ -37,6 +37,7 @@ from record.evaluate import (
     byte_prefix_sums,
     credited_bytes,
     eval_result_from_sums,
+    fix_attention_backend,
 )
 from record.logkeys import (
     fmt_ttp,
@@ -163,7 +164,7 @@ def make_lora_optimizer(lora: LoraSet, cfg: Config) -> torch.optim.Optimizer:
     )
 
 
-def _reset_optimizer_state(opt: torch.optim.Optimizer) -> None:
+def _ttt_reset_optimizer_state(opt: torch.optim.Optimizer) -> None:
     """Zero the moments and step counts in place (reusing their memory), as for a fresh optimizer."""
     for state in opt.state.values():
         for key, value in state.items():
@@ -276,10 +277,13 @@ def per_row_token_loss_fn(model: nn.Module) -> TokenLossFn:
 def make_ttt_loss_fn(model: nn.Module, compile_model: bool) -> TokenLossFn:
     """The TTT forward, compiled with dynamic shapes on GPU (widths 48..2048, varying row counts)."""
     loss_fn = per_row_token_loss_fn(model)
-    return torch.compile(loss_fn, dynamic=True) if compile_model else loss_fn
+    if not compile_model:
+        return loss_fn
+    fix_attention_backend(model, next(model.parameters()).device)
+    return torch.compile(loss_fn, dynamic=True)
 
 
-def _score_and_adapt_batch(
+def _ttt_score_and_adapt_batch(
     batch: list[DocSpan],
     lora: LoraSet,
     opt: torch.optim.Optimizer,
@@ -350,7 +354,7 @@ def _score_and_adapt_batch(
 # The evaluation: batches from the queue, phase pauses with global SGD, the reduced score
 
 
-def _phase_pause(
+def _ttt_phase_pause(
     model: nn.Module,
     tokens: np.ndarray,
     cfg: Config,
@@ -430,7 +434,7 @@ def evaluate_phased_ttt(
             if global_done:
                 break
             work.wait_for_pause(phase, boundaries[phase])
-            phase, global_done = _phase_pause(
+            phase, global_done = _ttt_phase_pause(
                 model, tokens, cfg, place, log, work, sums, phase, boundaries, len(queue), t0, observer
             )
             reusable = LoraSet.for_model(model, cfg, cfg.ttt_batch_size).to(device)
@@ -441,13 +445,13 @@ def evaluate_phased_ttt(
         if len(batch) == reusable.rows:
             lora, opt = reusable, reusable_opt
             lora.reset()
-            _reset_optimizer_state(opt)
+            _ttt_reset_optimizer_state(opt)
         else:
             lora = LoraSet.for_model(model, cfg, len(batch)).to(device)
             opt = make_lora_optimizer(lora, cfg)
         reported = report is None or batch_id + 1 in report
         before = (sums.loss.item(), sums.bytes, sums.tokens) if reported else (0.0, 0.0, 0)
-        _score_and_adapt_batch(batch, lora, opt, loss_fn, tokens, byte_cum, cfg, device, sums, observer)
+        _ttt_score_and_adapt_batch(batch, lora, opt, loss_fn, tokens, byte_cum, cfg, device, sums, observer)
         if reported:
             loss_now = sums.loss.item()
             d_loss, d_bytes, d_tokens = loss_now - before[0], sums.bytes - before[1], sums.tokens - before[2]
@@ -471,7 +475,7 @@ def evaluate_phased_ttt(
         if work.add_scored(len(batch)) >= boundaries[phase]:
             work.request_pause(phase)
         if work.pause_requested(phase):
-            phase, global_done = _phase_pause(
+            phase, global_done = _ttt_phase_pause(
                 model, tokens, cfg, place, log, work, sums, phase, boundaries, len(queue), t0, observer
             )
             reusable = LoraSet.for_model(model, cfg, cfg.ttt_batch_size).to(device)
