@@ -24,5 +24,6 @@ BUNDLE_ORDER: tuple[str, ...] = (
     "evaluate",
     "ttt_plan",
     "ttt",
+    "eval_phase",
     "train",
 )
