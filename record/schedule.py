@@ -70,12 +70,16 @@ class TrainingSchedule:
         loop_from = cfg.enable_looping_at if cfg.num_loops > 0 else None
         return cls(lr_ramps, cfg.min_lr, momentum_ramps, loop_from)
 
+    def momentum_at(self, step: int) -> float:
+        """Muon's momentum follows the step number (also during the untimed warm-up steps)."""
+        return ramp_table_value(self.momentum_ramps, float(step))
+
     def lookup(self, step: int, frac: float) -> StepSettings:
         lr = ramp_table_value(self.lr_ramps, frac)
         in_warmdown = len(self.lr_ramps) > 1 and frac >= self.lr_ramps[-1].start
         return StepSettings(
             lr_scale=max(lr, self.lr_floor) if in_warmdown else lr,
-            muon_momentum=ramp_table_value(self.momentum_ramps, float(step)),
+            muon_momentum=self.momentum_at(step),
             looping=self.loop_from_frac is not None and frac >= self.loop_from_frac,
         )
 
