@@ -235,3 +235,25 @@ def test_main_runs_the_whole_program(monkeypatch, capsys, tiny_data: Path, tmp_p
     assert positions == sorted(positions)
     assert all(line in log_file for line in out)
     assert (tmp_path / "final_model.int6.ptz").stat().st_size > 1000
+
+
+def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """benchmarks/train_step.py --tiny: writes its synthetic shards, times both phases, writes the JSON."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("golfkit_bench_train_step", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "result.json"
+    argv = ["train_step.py", "--tiny", "--steps", "3", "--loops-at", "1", "--warmup-steps", "1"]
+    monkeypatch.setattr("sys.argv", [*argv, "--data-dir", str(tmp_path / "data"), "--out", str(out)])
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert bench.main() == 0
+    report = json.loads(out.read_text())
+    assert report["world_size"] == 1 and report["grad_accum_steps"] == 8 and report["tokens_per_step"] == 4096
+    assert report["before_loops"]["steps_timed"] == 1 and report["loops_on"]["steps_timed"] == 2
+    assert report["loops_on"]["flops_per_token"] > report["before_loops"]["flops_per_token"]
+    assert report["before_loops"]["tok_per_s"] > 0 and report["compile_and_warmup_seconds"] > 0
+    assert report["device"].startswith("cpu") and report["before_loops"]["mfu"] is None

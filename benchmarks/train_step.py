@@ -1,0 +1,216 @@
+"""Speed of the record's optimizer step: ms/step, tok/s and MFU before and after depth recurrence, compile
+time and peak memory, with the trainer's own code (record.train.TrainSession).
+
+Usage:
+  python benchmarks/train_step.py                       # 1 GPU, full default config
+  python benchmarks/train_step.py --nproc 2             # relaunches itself under torchrun on 2 GPUs
+  torchrun --standalone --nproc_per_node=2 benchmarks/train_step.py
+  python benchmarks/train_step.py --tiny --steps 4 --loops-at 2   # CPU smoke run
+
+One GPU accumulates 8 micro-batches of 98,304 tokens (48 x 2048), the per-call shapes of one rank of 8;
+N GPUs accumulate 8/N each, 786,432 tokens per step in every case. The data are synthetic shards written
+here: BOS-started documents of 560-720 tokens (random ids), the reference benchmark's shape
+(spec/attention.md). Steps before `--loops-at` run without looping, the rest with it; the warm-up
+compiles both first and is timed as compile time. MFU follows spec/README.md: 3 x (2 x matrix weights
+applied + causal attention 2*2*(T/2)*d per block) FLOPs per token against 989 TFLOP/s per H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from record.config import Config, tiny_config
+from record.data import TRAIN_SHARD_NAME, write_shard
+from record.dist import barrier, init_distributed, shutdown_distributed
+from record.model import layer_orders
+from record.train import TrainSession, peak_memory_bytes, seed_everything
+
+H100_DENSE_BF16_FLOPS = 989e12
+DOC_LENGTHS = (560, 720)  # inclusive range of synthetic document lengths
+SHARD_TOKENS = 4_000_000
+SKIP_FIRST = 2  # steps of each phase left out of the statistics (allocator and cache settling)
+
+
+def flops_per_token(cfg: Config, looping: bool) -> float:
+    """Training FLOPs per token by the convention of spec/README.md (forward x 3)."""
+    encoder, decoder = layer_orders(cfg, looping)
+    applications = len(encoder) + len(decoder)
+    d, kv, hidden = cfg.model_dim, cfg.kv_dim, cfg.mlp_hidden
+    block_weights = d * d + 2 * d * kv + d * d + 2 * d * hidden
+    attention = 2 * 2 * (cfg.train_seq_len / 2) * d
+    forward = 2 * (applications * block_weights + cfg.vocab_size * d) + applications * attention
+    return 3.0 * forward
+
+
+def write_synthetic_shards(data_dir: Path, cfg: Config, num_shards: int, seed: int = 0) -> None:
+    """BOS-started documents of 560-720 random tokens, packed into shards of the record's format."""
+    rng = np.random.default_rng(seed)
+    shard_dir = Path(cfg.datasets_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(num_shards):
+        lengths = rng.integers(DOC_LENGTHS[0], DOC_LENGTHS[1] + 1, SHARD_TOKENS // DOC_LENGTHS[0] + 1)
+        total = int(np.searchsorted(np.cumsum(lengths), SHARD_TOKENS)) + 1
+        tokens = rng.integers(2, cfg.vocab_size, int(lengths[:total].sum()))
+        tokens[np.concatenate(([0], np.cumsum(lengths[: total - 1])))] = 1
+        write_shard(shard_dir / TRAIN_SHARD_NAME.format(index), tokens[:SHARD_TOKENS])
+
+
+def benchmark_config(args: argparse.Namespace, data_dir: Path) -> Config:
+    overrides = {
+        "data_dir": str(data_dir),
+        "iterations": args.steps,
+        "warmup_steps": args.warmup_steps,
+        "max_wallclock_seconds": 0,
+    }
+    base = tiny_config() if args.tiny else Config()
+    return Config.from_overrides(overrides, base=base)
+
+
+def phase_stats(step_ms: list[float], tokens_per_step: int, cfg: Config, looping: bool, gpus: int) -> dict:
+    kept = step_ms[SKIP_FIRST:] or step_ms
+    if not kept:
+        return {}
+    ms = statistics.median(kept)
+    tok_s = tokens_per_step / (ms / 1000.0)
+    mfu = flops_per_token(cfg, looping) * tok_s / (H100_DENSE_BF16_FLOPS * gpus) if gpus else None
+    return {
+        "steps_timed": len(kept),
+        "ms_per_step_median": round(ms, 2),
+        "ms_per_step_mean": round(statistics.fmean(kept), 2),
+        "tok_per_s": round(tok_s),
+        "mfu": round(mfu, 4) if mfu is not None else None,
+        "flops_per_token": flops_per_token(cfg, looping),
+    }
+
+
+def relaunch_under_torchrun(nproc: int) -> int:
+    """Run this script again as `torchrun --standalone --nproc_per_node=N`, without --nproc (torchrun's
+    own parser would take it for its --nproc-per-node)."""
+    forwarded, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg.startswith("--nproc="):
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        forwarded.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return subprocess.call([*command, __file__, *forwarded])
+
+
+def device_info(device: torch.device) -> dict:
+    if device.type != "cuda":
+        return {"device": f"cpu ({platform.machine()}, {os.cpu_count()} cores)", "driver": None}
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        driver = subprocess.run(query, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        driver = "unknown"
+    return {"device": torch.cuda.get_device_name(device), "driver": driver}
+
+
+def default_out(device: torch.device, world_size: int) -> Path:
+    """benchmarks/results/train_step_<h100|h200|gpu|cpu>[xN]_<yyyymm>.json"""
+    name = "cpu"
+    if device.type == "cuda":
+        gpu = torch.cuda.get_device_name(device).lower()
+        name = next((model for model in ("h100", "h200", "a100") if model in gpu), "gpu")
+    suffix = f"x{world_size}" if world_size > 1 else ""
+    return Path("benchmarks/results") / f"train_step_{name}{suffix}_{time.strftime('%Y%m')}.json"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps (default 40)")
+    parser.add_argument("--loops-at", type=int, default=20, help="first step with looping on (default 20)")
+    parser.add_argument("--warmup-steps", type=int, default=3, help="compile warm-up steps per looping state")
+    parser.add_argument("--nproc", type=int, default=1, help="GPUs; >1 relaunches this script under torchrun")
+    parser.add_argument("--tiny", action="store_true", help="tiny config, CPU allowed (smoke test)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="where the synthetic shards go")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/...)")
+    args = parser.parse_args()
+    if args.nproc > 1 and "RANK" not in os.environ:
+        return relaunch_under_torchrun(args.nproc)
+
+    place = init_distributed()
+    data_dir = args.data_dir or Path(tempfile.gettempdir()) / f"golfkit_train_step_{'tiny' if args.tiny else 'full'}"
+    cfg = benchmark_config(args, data_dir).with_runtime(place.rank, place.world_size, place.local_rank)
+    if place.device.type != "cuda" and not args.tiny:
+        parser.error("the full config needs a GPU; use --tiny for a CPU smoke run")
+    if place.is_main:
+        write_synthetic_shards(data_dir, cfg, num_shards=2 if args.tiny else 4)
+    barrier()
+    if place.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+    seed_everything(cfg.seed)
+    log = print if place.is_main else (lambda _msg: None)
+    started = time.perf_counter()
+    session = TrainSession(cfg, place, log, compile_model=place.device.type == "cuda")
+    session.warm_up()
+    compile_seconds = time.perf_counter() - started
+
+    def sync() -> None:
+        if place.device.type == "cuda":
+            torch.cuda.synchronize(place.device)
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for step in range(args.steps):
+        looping = cfg.num_loops > 0 and step >= args.loops_at
+        session.set_looping(looping)
+        sync()
+        t0 = time.perf_counter()
+        loss = session.step(step, 1.0)
+        sync()
+        times[looping].append(1000.0 * (time.perf_counter() - t0))
+        if place.is_main and (step % 10 == 0 or step == args.steps - 1):
+            print(f"step {step} looping:{looping} loss:{loss.item():.4f} ms:{times[looping][-1]:.1f}", flush=True)
+
+    info = device_info(place.device)
+    gpus = place.world_size if place.device.type == "cuda" else 0
+    allocated, reserved = peak_memory_bytes(place.device)
+    report = {
+        "benchmark": "train_step",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **info,
+        "gpu_count": gpus,
+        "world_size": place.world_size,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "attention_backend": session.model.attention_backend,
+        "config": "tiny" if args.tiny else "default (PR #1934)",
+        "tokens_per_step": cfg.train_batch_tokens,
+        "grad_accum_steps": place.grad_accum_steps,
+        "micro_batch_tokens": session.tokens_per_micro,
+        "compile_and_warmup_seconds": round(compile_seconds, 1),
+        "peak_memory_allocated_mib": allocated // 2**20,
+        "peak_memory_reserved_mib": reserved // 2**20,
+        "before_loops": phase_stats(times[False], cfg.train_batch_tokens, cfg, False, gpus),
+        "loops_on": phase_stats(times[True], cfg.train_batch_tokens, cfg, True, gpus),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if place.is_main:
+        out = args.out or default_out(place.device, place.world_size)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(json.dumps(report, indent=2))
+        print(f"wrote {out}")
+    shutdown_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
