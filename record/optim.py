@@ -19,13 +19,13 @@ from torch import Tensor, nn
 from record.dist import is_dist_active
 
 # Per-iteration (a, b, c) of X <- a X + (b A + c A^2) X, A = X X^T: the Polar-Express minimax quintics
-# (Amsel et al., 2025) the record uses instead of stock Muon's one fixed tuple; 5 iterations.
-POLAR_EXPRESS_COEFFS: tuple[tuple[float, float, float], ...] = (
-    (8.156554524902461, -22.48329292557795, 15.878769915207462),
-    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+# (Amsel et al., 2025) the record uses instead of stock Muon's one fixed tuple; 5 iterations. Kept as
+# columns: iteration i uses (_PE_LINEAR[i], _PE_CUBIC[i], _PE_QUINTIC[i]).
+_PE_LINEAR = (8.156554524902461, 4.042929935166739, 3.8916678022926607, 3.285753657755655, 2.3465413258596377)
+_PE_CUBIC = (-22.48329292557795, -2.808917465908714, -2.772484153217685, -2.3681294933425376, -1.7097828382687081)
+_PE_QUINTIC = (15.878769915207462, 0.5000178451051316, 0.5060648178503393, 0.46449024233003106, 0.42323551169305323)
+POLAR_EXPRESS_COEFFS: tuple[tuple[float, float, float], ...] = tuple(
+    zip(_PE_LINEAR, _PE_CUBIC, _PE_QUINTIC, strict=True)
 )
 
 BANK_NAMES = ("qo_bank", "kv_bank", "mlp_up_bank", "mlp_down_bank")

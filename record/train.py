@@ -346,7 +346,7 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def run(cfg: Config, place: DistEnv, log: RunLog, compile_model: bool) -> None:
+def run_program(cfg: Config, place: DistEnv, log: RunLog, compile_model: bool) -> None:
     """Everything after the process group is up: describe, load, train, export, evaluate."""
     seed_everything(cfg.seed)
     if place.device.type == "cuda":
@@ -379,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         preflight_run(cfg, place)
         place = init_distributed()
         log = RunLog(cfg.logfile, place.is_main)
-        run(cfg, place, log, compile_model=place.device.type == "cuda")
+        run_program(cfg, place, log, compile_model=place.device.type == "cuda")
     except RecordError as exc:
         prefix = f"[rank {place.rank}] " if place is not None and place.distributed else ""
         print(f"{prefix}{exc}", file=sys.stderr, flush=True)
