@@ -81,6 +81,9 @@ def run_seeds(
             print(f"seed {seed}: --force: previous complete log kept as {kept}", file=out)
         env = {
             **os.environ,
+            # Each seed's model files go beside its log, not into the current directory (a later seed
+            # would overwrite them there); an ARTIFACT_DIR override still wins.
+            "ARTIFACT_DIR": str(plan.runs_dir / f"seed{seed}"),
             **base_env,
             **plan.overrides,
             "SEED": str(seed),

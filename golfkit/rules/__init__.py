@@ -67,7 +67,7 @@ def _resolve(name_or_path: str | Path | None) -> Path:
     if name_or_path is None:
         return RULES_DIR / f"{DEFAULT_TRACK}.yaml"
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+    if candidate.suffix in (".yaml", ".yml") or candidate.is_file():
         return candidate
     for stem in (str(name_or_path), f"track_{name_or_path}"):
         if (RULES_DIR / f"{stem}.yaml").is_file():

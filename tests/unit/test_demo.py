@@ -1,0 +1,98 @@
+"""`golfkit demo` end to end on the CPU: data, training, GPTQ + LQER, pergroup artifact, phased TTT,
+the verified table and a folder marked not a record. This is CI's demo test (2 cores, < 6 minutes)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from golfkit.cli import run as cli_run
+from golfkit.demo import MANIFEST_NAME, demo_data_complete
+from golfkit.rules import load_rules
+from record.logkeys import LOG_PATTERNS
+
+DEMO_BUDGET_S = 360.0
+
+
+def _demo(runs_dir: Path, *extra: str) -> tuple[int, str, str, float]:
+    out, err = io.StringIO(), io.StringIO()
+    started = time.monotonic()
+    code = cli_run(["demo", "--runs-dir", str(runs_dir), *extra], out, err)
+    return code, out.getvalue(), err.getvalue(), time.monotonic() - started
+
+
+def _matches(log: str, key: str) -> list[re.Match[str]]:
+    return [m for line in log.splitlines() if (m := LOG_PATTERNS[key].match(line))]
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_assembles_a_non_record_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the program writes logs/<run_id>.txt in its working directory
+    runs = tmp_path / "demo"
+    code, out, err, seconds = _demo(runs)
+    assert code == 0, f"{err}\n{out[-3000:]}"
+    assert seconds < DEMO_BUDGET_S
+
+    # The seed's log is complete: trained, quantized, serialized with pergroup lrzip, scored after TTT.
+    log = (runs / "train_seed42.log").read_text(encoding="utf-8")
+    assert not (runs / "train_seed42.partial.log").exists()
+    assert _matches(log, "train_step") and _matches(log, "ttt_phased")
+    # Every stage of the record ran at toy scale: GPTQ on MLP and embedding, LQER, global-SGD TTT phases.
+    assert "  gptq (int6)+lqer_asym: " in log and "  gptq (int7): tok_emb.weight" in log
+    assert _matches(log, "tttg") and int(_matches(log, "ttt_phased")[0]["prefix_docs"]) > 0
+    total = _matches(log, "total_submission")
+    assert len(total) == 1 and total[0]["codec"] == "quantized+pergroup"
+    artifact_bytes = int(total[0]["bytes"])
+    assert 0 < artifact_bytes < load_rules("demo").artifact_byte_cap
+    quantized = _matches(log, "serialized_quantized")
+    stored = runs / "seed42" / "final_model.int6.ptz"
+    assert [int(m["bytes"]) for m in quantized if m["codec"] == "quantized+pergroup"] == [stored.stat().st_size]
+    finals = [m for m in _matches(log, "eval_result") if m.group(0).startswith("quantized_ttt_phased ")]
+    assert len(finals) == 1
+    assert LOG_PATTERNS["total_eval_time"].match(log.strip().splitlines()[-1])
+
+    # The verified per-seed table comes last and agrees with the log.
+    table = out[out.rindex("golfkit verify ") :]
+    row = next(line for line in table.splitlines() if line.split()[:1] == ["42"])
+    assert row.split()[1] == f"{float(finals[0]['val_bpb']):.8f}"
+    assert f"{artifact_bytes:,}" in row
+    assert "\nPASS\n" in table and "(rules: demo)" in table
+
+    # The folder is marked not a record and passes the strict schema.
+    folders = list((runs / "records" / "track_non_record_16mb").iterdir())
+    assert len(folders) == 1 and folders[0].name.endswith("_golfkit_CPU_demo")
+    folder = folders[0]
+    submission = json.loads((folder / "submission.json").read_text(encoding="utf-8"))
+    assert submission["track"] == "non_record_16mb" and submission["non_record_reason"]
+    assert submission["seeds"] == [42] and submission["seed_results"]["42"]["artifact_bytes"] == artifact_bytes
+    assert "**Not a record.**" in (folder / "README.md").read_text(encoding="utf-8")
+    assert (folder / "train_gpt.py").read_bytes() == (runs / "train_gpt.py").read_bytes()
+    out_v, err_v = io.StringIO(), io.StringIO()
+    assert cli_run(["validate", str(folder / "submission.json"), "--profile", "strict"], out_v, err_v) == 0, err_v
+
+    # Running again keeps the data and the complete seed, and only re-verifies.
+    manifest = (runs / "data" / MANIFEST_NAME).read_bytes()
+    assert demo_data_complete(runs / "data") is not None
+    code, out, err, seconds = _demo(runs)
+    assert code == 0, err
+    assert "demo data: complete" in out and "complete log" in out and "skipping" in out
+    assert (runs / "data" / MANIFEST_NAME).read_bytes() == manifest
+    assert (runs / "train_seed42.log").read_text(encoding="utf-8") == log
+
+
+def test_demo_rules_load_by_name_even_beside_a_demo_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`golfkit demo` writes runs/demo/; a folder named like the rules must not shadow them."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    rules = load_rules("demo")
+    assert rules.track == "demo" and rules.source.endswith("golfkit/rules/demo.yaml")
+    assert rules.artifact_byte_cap == load_rules("track_10min_16mb").artifact_byte_cap
+    assert rules.min_seeds == 1 and rules.significance is None
+    assert rules.train_time_limit_s is not None and rules.eval_time_limit_s is not None
