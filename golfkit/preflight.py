@@ -9,7 +9,11 @@ preflight stays within a few seconds even on the full dataset.
 
 from __future__ import annotations
 
+import functools
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,23 +56,57 @@ def _check_seeds(plan: RunPlan, cfg: Any) -> Finding:
     return _ok("seeds", " ".join(str(s) for s in plan.seeds))
 
 
-def _cuda_count() -> int:
-    import torch
+# Runs in a child process: probing a GPU (and trying the attention kernels on it) creates a CUDA context,
+# and one held by this process would sit on GPU 0 for the whole run.
+_GPU_PROBE = """
+import json, torch
+count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+names = [torch.cuda.get_device_name(i) for i in range(count)]
+backend = None
+if count:
+    from record.attention import pick_attention_backend
+    backend = pick_attention_backend("cuda", 0)
+print(json.dumps({"count": count, "names": names, "backend": backend}))
+"""
+GPU_PROBE_TIMEOUT_S = 120
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+@dataclass(frozen=True, slots=True)
+class GpuProbe:
+    count: int
+    names: list[str]
+    backend: str | None  # the attention backend record.attention picks on GPU 0; None without a GPU
+    problem: str = ""  # why the probe itself failed
+
+
+@functools.cache
+def probe_gpus() -> GpuProbe:
+    """The visible GPUs and the attention backend, read by a short child process (cached)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _GPU_PROBE], capture_output=True, text=True, timeout=GPU_PROBE_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return GpuProbe(0, [], None, f"the GPU probe did not answer in {GPU_PROBE_TIMEOUT_S} s")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return GpuProbe(0, [], None, f"the GPU probe failed: {last}")
+    found = json.loads(lines[-1])
+    return GpuProbe(int(found["count"]), list(found["names"]), found["backend"])
 
 
 def _check_gpus(plan: RunPlan, cfg: Any) -> Finding:
     if plan.preset == "demo":
         return _ok("gpus", "the demo runs on the CPU")
-    count = _cuda_count()
-    if count == 0:
+    probe = probe_gpus()
+    if probe.problem:
+        return _fail("gpus", f"{probe.problem} (check the CUDA install with `nvidia-smi`)")
+    if probe.count == 0:
         return _fail("gpus", "no CUDA GPU visible (the record preset needs GPUs; `golfkit demo` runs on CPU)")
-    if count < plan.nproc:
-        return _fail("gpus", f"--nproc {plan.nproc} but only {count} GPU(s) visible (lower --nproc)")
-    import torch
-
-    names = sorted({torch.cuda.get_device_name(i) for i in range(plan.nproc)})
+    if probe.count < plan.nproc:
+        return _fail("gpus", f"--nproc {plan.nproc} but only {probe.count} GPU(s) visible (lower --nproc)")
+    names = sorted(set(probe.names[: plan.nproc]))
     note = "" if all("H100" in n for n in names) else " (the record's timings are for 8xH100 SXM)"
     return _ok("gpus", f"{plan.nproc} x {', '.join(names)}{note}")
 
@@ -92,20 +130,20 @@ def _check_compressor(plan: RunPlan, cfg: Any) -> Finding:
 
 
 def _check_attention(plan: RunPlan, cfg: Any) -> Finding:
-    from record.attention import pick_attention_backend
-
     if plan.preset == "demo":
+        from record.attention import pick_attention_backend
+
         return _ok("attention", f"{pick_attention_backend('cpu')} on the CPU")
-    if _cuda_count() == 0:
+    probe = probe_gpus()
+    if probe.backend is None:
         return _skip("attention", "no GPU to try the kernels on")
-    backend = pick_attention_backend("cuda", 0)
-    if backend == "sdpa":
+    if probe.backend == "sdpa":
         return _fail(
             "attention",
             "neither FlashAttention 4 nor 3 runs here, only PyTorch SDPA: far fewer steps fit in the time limit "
             "(use the golfkit image, or install flash-attn-3)",
         )
-    return _ok("attention", backend)
+    return _ok("attention", probe.backend)
 
 
 def _shards(pattern: str) -> list[Path]:
