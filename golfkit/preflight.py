@@ -265,10 +265,13 @@ CHECKS: tuple[Callable[[RunPlan, Any], Finding], ...] = (
 
 
 def load_run_config(plan: RunPlan, base_env: Mapping[str, str]) -> Any:
-    """The record's Config as every seed will see it (overrides applied, SEED left to each run)."""
+    """The record's Config as every seed will see it: the shell's settings (each seed's process inherits
+    them), then the preset's, then the command line's overrides; SEED is left to each run."""
+    import os
+
     from record.config import Config
 
-    return Config.from_overrides({**base_env, **plan.overrides})
+    return Config.from_overrides({**base_env, **plan.overrides}, base=Config.from_env(os.environ))
 
 
 def run_preflight(plan: RunPlan, cfg: Any) -> list[Finding]:
