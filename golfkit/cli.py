@@ -71,7 +71,10 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
     try:
         # argparse prints help and usage errors itself: send them to the streams we were given.
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            args = parser.parse_args(rest)
+            if getattr(module, "INTERMIXED", False):
+                args = parser.parse_intermixed_args(rest)
+            else:
+                args = parser.parse_args(rest)
     except SystemExit as exc:  # argparse already printed usage or help
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:

@@ -31,6 +31,10 @@ from golfkit.seedrun import (
 )
 
 
+# `seeds 42 ENV=VALUE` words may follow options: parse positionals and options intermixed.
+INTERMIXED = True
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     configure_plan(parser)
 

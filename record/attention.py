@@ -199,7 +199,11 @@ def _varlen_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, ba
         raise RecordError("attention", f"the {backend} backend needs cu_seqlens", "build the layout with them")
     flat = [t.reshape(rows * seq_len, t.shape[2], dim).contiguous() for t in (q, k, v)]
     if backend == "fa4":
-        out = _fa4_ops()(*flat, layout.cu_seqlens, layout.max_seqlen)[0]
+        # Register the ops eagerly (import + custom_op must not be traced); under torch.compile they
+        # were registered by the warm-up, and `torch.ops` lookups trace into one opaque node.
+        if not torch.compiler.is_compiling():
+            _fa4_ops()
+        out = torch.ops.golfkit.fa4_varlen_fwd(*flat, layout.cu_seqlens, layout.max_seqlen)[0]
     else:
         fa3 = importlib.import_module("flash_attn_interface")
         cu, n = layout.cu_seqlens, layout.max_seqlen
