@@ -13,6 +13,7 @@ TRITON_INTERPRET, or asked not to).
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -268,6 +269,20 @@ def _kernel_ops() -> tuple:
     return leaky_sq_up, softcap_ce
 
 
+def register_kernel_ops() -> None:
+    """Register the fused kernels as custom ops now, eagerly (a no-op where Triton cannot run)."""
+    if fused_kernels_available():
+        _kernel_ops()
+
+
+def _kernel_op(name: str) -> Any:
+    """The registered op `golfkit::<name>`. Registration (custom_op) must run eagerly: torch.compile
+    cannot trace it, so GPT.__init__ registers the ops and compiled code only looks them up."""
+    if not torch.compiler.is_compiling():
+        _kernel_ops()
+    return getattr(torch.ops.golfkit, name)
+
+
 def leaky_relu_square_up(x: Tensor, w_up: Tensor, use_kernel: bool = True) -> Tensor:
     """leaky_relu(x @ w_up^T, 0.5)^2 for x [..., K], w_up [N, K]; the Triton kernel when it can run.
 
@@ -276,7 +291,7 @@ def leaky_relu_square_up(x: Tensor, w_up: Tensor, use_kernel: bool = True) -> Te
         return leaky_relu_square_up_ref(x, w_up)
     dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
     flat = x.reshape(-1, x.shape[-1]).to(dtype).contiguous()
-    act = _kernel_ops()[0](flat, w_up.to(dtype).contiguous())[1]
+    act = _kernel_op("leaky_sq_up")(flat, w_up.to(dtype).contiguous())[1]
     return act.view(*x.shape[:-1], w_up.shape[0])
 
 
@@ -284,4 +299,4 @@ def softcapped_cross_entropy(logits: Tensor, targets: Tensor, softcap: float, us
     """Per-row fp32 losses of cap*tanh(logits/cap) against `targets`; logits [N, V], targets [N]."""
     if not (use_kernel and fused_kernels_available() and 0 < softcap <= SOFTCAP_KERNEL_MAX):
         return softcapped_cross_entropy_ref(logits, targets, softcap)
-    return _kernel_ops()[1](logits.contiguous(), targets.contiguous(), float(softcap))[0]
+    return _kernel_op("softcap_ce")(logits.contiguous(), targets.contiguous(), float(softcap))[0]

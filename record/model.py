@@ -23,7 +23,12 @@ from torch import Tensor, nn
 from record.attention import DOC_BOS_ID, DocLayout, doc_causal_attention, doc_layout, pick_attention_backend
 from record.config import Config
 from record.errors import RecordError
-from record.kernels import fused_kernels_available, leaky_relu_square_up, softcapped_cross_entropy
+from record.kernels import (
+    fused_kernels_available,
+    leaky_relu_square_up,
+    register_kernel_ops,
+    softcapped_cross_entropy,
+)
 
 
 class LoraHook(Protocol):
@@ -102,6 +107,7 @@ class GPT(nn.Module):
                 "GATED_ATTN_ENABLED/ATTN_OUT_GATE_ENABLED", "only the sparse attention gate is implemented", "set 0"
             )
         self.cfg = cfg
+        register_kernel_ops()  # custom_op registration cannot happen inside a torch.compile trace
         layers, dim = cfg.num_layers, cfg.model_dim
         self.tok_emb = nn.Embedding(cfg.vocab_size, dim)
         self.qo_bank = nn.Parameter(torch.empty(2 * layers, dim, dim))
