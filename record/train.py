@@ -57,9 +57,11 @@ from record.optim import OptimizerSet, WeightEma, make_orthogonalizer
 from record.schedule import TrainBudget, TrainClock, TrainingSchedule
 from record.tokenizer import load_tokenizer, sentencepiece_byte_luts
 
-# cu_seqlens of a micro-batch are padded to a multiple of this many entries, so the compiled step sees a
-# handful of shapes (like the reference's buckets 64..256) and never syncs to read the document count.
-CU_BUCKET = 64
+# cu_seqlens of a micro-batch are padded to one fixed capacity (rows + tokens / CU_MIN_MEAN_DOC entries),
+# so the compiled step sees one shape per looping state and never syncs to read the document count. We
+# differ from the reference here: its four buckets (64..256) mean four more compiles (~1 min each on an
+# H100); a batch of unusually short documents rounds up to a multiple of the capacity (a rare recompile).
+CU_MIN_MEAN_DOC = 256
 CU_WARMUP_ITERS = 3  # forward+backward passes per bucket during the compile warm-up
 
 
@@ -154,9 +156,9 @@ def place_model(model: GPT, place: DistEnv) -> GPT:
     return model
 
 
-def _cu_bucket_docs(num_starts: int) -> int:
-    """max_docs for cu_seqlens_from_tokens: entries (starts + end) rounded up to a CU_BUCKET multiple."""
-    return -(-(num_starts + 1) // CU_BUCKET) * CU_BUCKET - 1
+def _cu_bucket_docs(num_starts: int, capacity: int) -> int:
+    """max_docs for cu_seqlens_from_tokens: entries (starts + end) rounded up to a multiple of `capacity`."""
+    return -(-(num_starts + 1) // capacity) * capacity - 1
 
 
 class TrainSession:
@@ -175,6 +177,8 @@ class TrainSession:
         self.opts = OptimizerSet(self.model, cfg, orthogonalize=make_orthogonalizer(compile_model))
         self.schedule = TrainingSchedule.from_config(cfg)
         self.tokens_per_micro = cfg.train_batch_tokens // (place.world_size * place.grad_accum_steps)
+        rows = max(1, self.tokens_per_micro // cfg.train_seq_len)
+        self.cu_capacity = rows + self.tokens_per_micro // CU_MIN_MEAN_DOC + 1
         self.loader = self.new_loader()
 
     def new_loader(self) -> TrainBatchLoader:
@@ -195,7 +199,8 @@ class TrainSession:
         inputs, targets = self.loader.next_batch()
         cu = None
         if self.varlen:
-            cu = cu_seqlens_from_tokens(inputs, max_docs=_cu_bucket_docs(int(doc_starts(inputs).sum())))
+            starts = int(doc_starts(inputs).sum())
+            cu = cu_seqlens_from_tokens(inputs, max_docs=_cu_bucket_docs(starts, self.cu_capacity))
         return self._to_device(inputs, targets, cu)
 
     def forward_backward(self, inputs: Tensor, targets: Tensor, cu: Tensor | None) -> Tensor:
@@ -225,12 +230,9 @@ class TrainSession:
         return layer_orders(self.cfg, self.model.looping)
 
     def _warm_up_cu_buckets(self) -> None:
-        """Compile each likely cu_seqlens length (the first batch's bucket and its neighbours) on one
-        batch whose rows are the documents, so every bucket length is valid for it."""
+        """Compile the fixed cu_seqlens length on one batch whose rows are the documents."""
         inputs, targets, _ = self.micro_batch()
-        first = _cu_bucket_docs(int(doc_starts(inputs.cpu()).sum())) + 1
-        rows = inputs.shape[0]
-        buckets = [b for b in (first - CU_BUCKET, first, first + CU_BUCKET) if b > rows]
+        buckets = [self.cu_capacity]
         self.log(fmt_warmup_cu_buckets(buckets, CU_WARMUP_ITERS))
         for looping in (False, True) if self.cfg.num_loops > 0 else (False,):
             self.set_looping(looping)
