@@ -30,7 +30,6 @@ from golfkit.seedrun import (
     set_aside_complete_log,
 )
 
-
 # `seeds 42 ENV=VALUE` words may follow options: parse positionals and options intermixed.
 INTERMIXED = True
 
