@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,46 @@ def default_out(device: torch.device, world_size: int) -> Path:
     return Path("benchmarks/results") / f"train_step_{name}{suffix}_{time.strftime('%Y%m')}.json"
 
 
+def profile_steps(
+    session: TrainSession, steps: int, first_step: int, cfg: Config, sync: Callable[[], None], out: Path
+) -> dict:
+    """Profile `steps` optimizer steps with looping off and then on: per state, the wall time, the time
+    the GPU spent in kernels (busy share = kernel time / wall time; the rest is the GPU waiting for the
+    host), and a table of the kernels by total time, written to <out stem>_profile_<state>.txt."""
+    from torch.profiler import ProfilerActivity, profile
+
+    summary = {}
+    for looping in (False, True) if cfg.num_loops > 0 else (False,):
+        session.set_looping(looping)
+        session.step(first_step, 1.0)  # settle after the switch
+        sync()
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        with profile(activities=activities) as prof:
+            t0 = time.perf_counter()
+            for i in range(steps):
+                session.step(first_step + 1 + i, 1.0)
+            sync()
+            wall_ms = 1000.0 * (time.perf_counter() - t0)
+        events = prof.key_averages()
+        kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+        state = "loops_on" if looping else "before_loops"
+        table = events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=90)
+        table += "\n\nHost side, by self CPU time:\n"
+        table += events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=90)
+        path = out.with_name(f"{out.stem}_profile_{state}.txt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(table + "\n", encoding="utf-8")
+        summary[state] = {
+            "steps": steps,
+            "wall_ms_per_step": round(wall_ms / steps, 1),
+            "gpu_kernel_ms_per_step": round(kernel_us / 1000.0 / steps, 1),
+            "gpu_busy_share": round(kernel_us / 1000.0 / wall_ms, 3) if wall_ms else None,
+            "table": path.name,
+        }
+        print(f"profile {state}: {summary[state]}", flush=True)
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=40, help="timed optimizer steps (default 40)")
@@ -141,6 +182,14 @@ def main() -> int:
     parser.add_argument("--tiny", action="store_true", help="tiny config, CPU allowed (smoke test)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where the synthetic shards go")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/...)")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="after the timed steps, profile N more steps in each looping state (torch.profiler) and write "
+        "the kernel tables and the GPU-busy share next to the JSON",
+    )
     args = parser.parse_args()
     if args.nproc > 1 and "RANK" not in os.environ:
         return relaunch_under_torchrun(args.nproc)
@@ -179,6 +228,12 @@ def main() -> int:
         if place.is_main and (step % 10 == 0 or step == args.steps - 1):
             print(f"step {step} looping:{looping} loss:{loss.item():.4f} ms:{times[looping][-1]:.1f}", flush=True)
 
+    profiles = {}
+    if args.profile > 0 and place.is_main:
+        profiles = profile_steps(
+            session, args.profile, args.steps, cfg, sync, args.out or default_out(place.device, place.world_size)
+        )
+
     info = device_info(place.device)
     gpus = place.world_size if place.device.type == "cuda" else 0
     allocated, reserved = peak_memory_bytes(place.device)
@@ -202,6 +257,8 @@ def main() -> int:
         "loops_on": phase_stats(times[True], cfg.train_batch_tokens, cfg, True, gpus),
         "date": time.strftime("%Y-%m-%d"),
     }
+    if profiles:
+        report["profile"] = profiles
     if place.is_main:
         out = args.out or default_out(place.device, place.world_size)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch._dynamo.utils import counters
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -77,9 +78,12 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     model.set_looping(True)
     place = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
     lines: list[str] = []
+    graphs = {"start": counters["stats"]["unique_graphs"]}
 
     def log(line: str) -> None:
         lines.append(line)
+        if line.startswith("beginning TTT eval timer"):
+            graphs["timer"] = counters["stats"]["unique_graphs"]
         if args.verbose or not line.startswith(("ttp:", "tttg:")):
             print(line, flush=True)
 
@@ -87,6 +91,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     result = run_ttt_evaluation(model, val, cfg, place, log)
     warmup_line = next(ln for ln in lines if ln.startswith("ttt_lora:compile warmup done"))
     warmup_s = float(warmup_line.split("(")[1].rstrip("s)"))
+    graphs["end"] = counters["stats"]["unique_graphs"]
     per_1000 = 1000.0 * result.seconds / args.docs
     per_mtok = 1e6 * result.seconds / result.token_count
     return {
@@ -101,6 +106,8 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "scored_tokens": result.token_count,
         "mean_doc_tokens": result.token_count / args.docs,
         "warmup_seconds": warmup_s,
+        "graphs_compiled_in_warmup": graphs["timer"] - graphs["start"],
+        "graphs_compiled_in_timer": graphs["end"] - graphs["timer"],
         "eval_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - started,
         "val_bpb": result.val_bpb,

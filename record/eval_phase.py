@@ -39,24 +39,36 @@ from record.tokenizer import ByteLuts
 from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_optimizer, make_ttt_loss_fn
 
 
+def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
+    """(width, running rows) of the warm-up calls: the first chunk's width and the full window, with
+    every row, with fewer rows, and with one row. Row counts >= 2 share one dynamic graph and a single
+    row gets its own (torch.compile specialises sizes of 1), so together they compile every graph the
+    evaluation will call and nothing recompiles inside the eval timer."""
+    rows = cfg.ttt_batch_size
+    shapes = [(cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(1, rows - 1)), (cfg.ttt_eval_seq_len, 1)]
+    return list(dict.fromkeys(shapes))
+
+
 def warm_up_ttt_compile(model: nn.Module, loss_fn: TokenLossFn, cfg: Config, device: torch.device) -> None:
     """Compile the TTT forward/backward and the LoRA optimizer step before the eval timer starts. It is
-    given random tokens only (no validation data reaches it, so nothing is learnt from the val set):
-    a full batch at the first chunk's width, and a partial batch (finished rows dropped) at full width."""
+    given random tokens only (no validation data reaches it, so nothing is learnt from the val set),
+    in the shapes of `ttt_warmup_shapes`, through an adapter set shaped like the evaluation's."""
     for p in model.parameters():
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(0)
-    rows = cfg.ttt_batch_size
-    lora = LoraSet.for_model(model, cfg, rows).to(device)
+    lora = LoraSet.for_model(model, cfg, cfg.ttt_batch_size).to(device)
     opt = make_lora_optimizer(lora, cfg)
-    for width, active in ((cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(1, rows - 1))):
-        x, y = torch.randint(0, cfg.vocab_size, (2, active, width), generator=gen).to(device)
-        lora.use_rows(None if active == rows else torch.arange(active, device=device))
+    for width, active in ttt_warmup_shapes(cfg):
+        # Two separate tensors, not views of one: the compiled graph's guards check an input's base.
+        x = torch.randint(0, cfg.vocab_size, (active, width), generator=gen).to(device)
+        y = torch.randint(0, cfg.vocab_size, (active, width), generator=gen).to(device)
+        lora.use_rows(torch.arange(active, device=device))
         with autocast_for(device):
             nll = loss_fn(x, y, lora)
         opt.zero_grad(set_to_none=True)
         nll[:, -cfg.ttt_chunk_size :].mean(dim=-1).sum().backward()
         opt.step()
+    lora.use_rows(None)
     sync_clock(device)
 
 

@@ -8,7 +8,10 @@ of the base weights over them; later documents are scored by the updated model. 
 `eval_val_ttt_phased` (spec-eval.md §3) with three deliberate differences, each exact in the maths:
 
 - rows of documents that have finished are dropped from the forward instead of running as padding
-  (their LoRA rows still get the zero-gradient AdamW step the reference gives them);
+  (their LoRA rows still get the zero-gradient AdamW step the reference gives them); to keep the
+  compiled forward from recompiling inside the timer, every adapter set has TTT_BATCH_SIZE rows (a
+  smaller batch gets a fresh set, as in the reference, and uses its first rows) and the running rows
+  are always passed as an index tensor, so one graph serves every row count >= 2 and one serves 1;
 - batches are handed out through the process group's store instead of files in /tmp, and a rank that
   finds the queue empty waits for pending phase pauses instead of leaving (no deadlock on small sets);
   a pause that comes when no batch is left skips the useless global SGD;
@@ -132,7 +135,8 @@ class LoraSet(nn.Module):
                 self.a[site].uniform_(-self._bound, self._bound)
 
     def use_rows(self, row_index: Tensor | None) -> None:
-        """Restrict the next forwards to these rows (documents still running); None = all rows."""
+        """Restrict the next forwards to these rows (documents still running); None = all rows.
+        The compiled TTT forward is always given a tensor: a None/tensor switch is a recompile."""
         self._row_index = row_index
 
     def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
@@ -274,13 +278,15 @@ def per_row_token_loss_fn(model: nn.Module) -> TokenLossFn:
     return per_row_loss
 
 
-def make_ttt_loss_fn(model: nn.Module, compile_model: bool) -> TokenLossFn:
-    """The TTT forward, compiled with dynamic shapes on GPU (widths 48..2048, varying row counts)."""
+def make_ttt_loss_fn(model: nn.Module, compile_model: bool, backend: str | Callable = "inductor") -> TokenLossFn:
+    """The TTT forward, compiled with dynamic shapes on GPU (widths 48..2048, varying row counts).
+    `eval_phase.warm_up_ttt_compile` compiles both of its graphs before the timer; `backend` lets a
+    test count compilations without paying for code generation."""
     loss_fn = per_row_token_loss_fn(model)
     if not compile_model:
         return loss_fn
     fix_attention_backend(model, next(model.parameters()).device)
-    return torch.compile(loss_fn, dynamic=True)
+    return torch.compile(loss_fn, dynamic=True, backend=backend)
 
 
 def _ttt_score_and_adapt_batch(
@@ -315,7 +321,7 @@ def _ttt_score_and_adapt_batch(
         valid = cols[None, :width] < (end - win_start)[:, None]
         x = torch.from_numpy(np.where(valid, window[:, :-1], 0)).to(device)
         y = torch.from_numpy(np.where(valid, window[:, 1:], 0)).to(device)
-        lora.use_rows(None if len(rows) == len(batch) else torch.from_numpy(rows).to(device))
+        lora.use_rows(torch.from_numpy(rows).to(device))
         with autocast_for(device):
             nll = loss_fn(x, y, lora)
         with torch.no_grad():
@@ -446,8 +452,8 @@ def evaluate_phased_ttt(
             lora, opt = reusable, reusable_opt
             lora.reset()
             _ttt_reset_optimizer_state(opt)
-        else:
-            lora = LoraSet.for_model(model, cfg, len(batch)).to(device)
+        else:  # a fresh set as the reference gives, of the usual shape so the compiled forward is reused
+            lora = LoraSet.for_model(model, cfg, cfg.ttt_batch_size).to(device)
             opt = make_lora_optimizer(lora, cfg)
         reported = report is None or batch_id + 1 in report
         before = (sums.loss.item(), sums.bytes, sums.tokens) if reported else (0.0, 0.0, 0)

@@ -364,3 +364,32 @@ def test_two_ranks_share_the_queue_and_score_every_target_once(tmp_path, docs: i
     first, second = (r["result"] for r in ranks)
     assert first["token_count"] == second["token_count"] == n - 1
     assert first["val_bpb"] == second["val_bpb"] and first["byte_count"] == float(val.byte_counts[1:].sum())
+
+
+def test_the_compiled_forward_never_recompiles_inside_the_eval_timer() -> None:
+    """The warm-up must compile every graph the evaluation calls: a recompile inside the timer costs
+    minutes on the GPU and is charged to the 600 s evaluation budget. Dynamo's own guards decide this,
+    so its "eager" backend (no code generation) counts compilations exactly as inductor would."""
+    import torch._dynamo
+
+    from record.eval_phase import warm_up_ttt_compile
+
+    compiled: list[int] = []
+
+    def counting_backend(graph: torch.fx.GraphModule, example_inputs: list) -> object:
+        compiled.append(len(example_inputs))
+        return graph.forward
+
+    torch._dynamo.reset()
+    # 13 documents: batches of 4 and a final one of 1 (a fresh, smaller adapter set in the reference),
+    # windows that slide, single-row chunks, and three phases that rebuild the adapter set.
+    val = make_stream(seed=11, docs=13)
+    model = make_model()
+    loss_fn = ttt.make_ttt_loss_fn(model, compile_model=True, backend=counting_backend)
+    warm_up_ttt_compile(model, loss_fn, CFG, CPU.device)
+    after_warm_up = len(compiled)
+    result = evaluate_phased_ttt(model, val, CFG, CPU, lambda _line: None, loss_fn=loss_fn)
+    torch._dynamo.reset()
+    assert after_warm_up == 2  # one graph for any row count >= 2, one for a single row
+    assert len(compiled) == after_warm_up, "the evaluation recompiled the TTT forward inside the timer"
+    assert math.isfinite(result.val_bpb)
