@@ -41,6 +41,8 @@ from record.train import TrainSession, peak_memory_bytes, seed_everything
 H100_DENSE_BF16_FLOPS = 989e12
 DOC_LENGTHS = (560, 720)  # inclusive range of synthetic document lengths
 SHARD_TOKENS = 4_000_000
+# The reference program measured the same way on one H100 80GB HBM3 (spec/attention.md), FA4 for FA3.
+REFERENCE_H100_MS_PER_STEP = {"before_loops": 689.0, "loops_on": 1029.0}
 SKIP_FIRST = 2  # steps of each phase left out of the statistics (allocator and cache settling)
 
 
@@ -133,12 +135,39 @@ def default_out(device: torch.device, world_size: int) -> Path:
     return Path("benchmarks/results") / f"train_step_{name}{suffix}_{time.strftime('%Y%m')}.json"
 
 
+# Kernel families of a training step, by kernel name (the first pattern that matches wins).
+KERNEL_FAMILIES = (
+    ("matmul (cuBLAS)", ("nvjet", "gemm", "xmma")),
+    ("attention (FA4/FA3)", ("flash",)),
+    ("fused MLP (Triton)", ("_leaky_sq",)),
+    ("softcapped CE (Triton)", ("_softcap_ce",)),
+    ("inductor fused elementwise/norm", ("triton_",)),
+)
+# CUPTI markers that the profiler lists among device events but that are not kernels.
+NOT_KERNELS = ("Command Buffer Full",)
+
+
+def kernel_family(name: str) -> str:
+    return next((family for family, keys in KERNEL_FAMILIES if any(k in name for k in keys)), "other")
+
+
+def kernel_breakdown(kernels: list[tuple[str, float]], steps: int) -> dict[str, float]:
+    """ms per step by kernel family, largest first, from (kernel name, self device us) pairs."""
+    totals: dict[str, float] = {}
+    for name, micros in kernels:
+        if name not in NOT_KERNELS:
+            family = kernel_family(name)
+            totals[family] = totals.get(family, 0.0) + micros / 1000.0 / steps
+    return {family: round(ms, 1) for family, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
 def profile_steps(
     session: TrainSession, steps: int, first_step: int, cfg: Config, sync: Callable[[], None], out: Path
 ) -> dict:
     """Profile `steps` optimizer steps with looping off and then on: per state, the wall time, the time
     the GPU spent in kernels (busy share = kernel time / wall time; the rest is the GPU waiting for the
-    host), and a table of the kernels by total time, written to <out stem>_profile_<state>.txt."""
+    host), that time by kernel family, and a table of the kernels by total time, written to
+    <out stem>_profile_<state>.txt."""
     from torch.profiler import ProfilerActivity, profile
 
     summary = {}
@@ -154,7 +183,8 @@ def profile_steps(
             sync()
             wall_ms = 1000.0 * (time.perf_counter() - t0)
         events = prof.key_averages()
-        kernel_us = sum(e.self_device_time_total for e in events if e.device_type.name == "CUDA")
+        kernels = [(e.key, e.self_device_time_total) for e in events if e.device_type.name == "CUDA"]
+        kernel_us = sum(micros for name, micros in kernels if name not in NOT_KERNELS)
         state = "loops_on" if looping else "before_loops"
         table = events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=90)
         table += "\n\nHost side, by self CPU time:\n"
@@ -167,6 +197,7 @@ def profile_steps(
             "wall_ms_per_step": round(wall_ms / steps, 1),
             "gpu_kernel_ms_per_step": round(kernel_us / 1000.0 / steps, 1),
             "gpu_busy_share": round(kernel_us / 1000.0 / wall_ms, 3) if wall_ms else None,
+            "kernel_ms_per_step_by_family": kernel_breakdown(kernels, steps),
             "table": path.name,
         }
         print(f"profile {state}: {summary[state]}", flush=True)
@@ -257,6 +288,15 @@ def main() -> int:
         "loops_on": phase_stats(times[True], cfg.train_batch_tokens, cfg, True, gpus),
         "date": time.strftime("%Y-%m-%d"),
     }
+    if not args.tiny and place.world_size == 1 and "H100" in str(info.get("device", "")):
+        report["reference_h100"] = {
+            phase: {
+                "ms_per_step": ref_ms,
+                "ratio_reference_over_ours": round(ref_ms / report[phase]["ms_per_step_median"], 3),
+            }
+            for phase, ref_ms in REFERENCE_H100_MS_PER_STEP.items()
+            if report[phase].get("ms_per_step_median")
+        }
     if profiles:
         report["profile"] = profiles
     if place.is_main:

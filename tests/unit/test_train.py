@@ -246,7 +246,7 @@ def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "result.json"
-    argv = ["train_step.py", "--tiny", "--steps", "3", "--loops-at", "1", "--warmup-steps", "1"]
+    argv = ["train_step.py", "--tiny", "--steps", "3", "--loops-at", "1", "--warmup-steps", "1", "--profile", "1"]
     monkeypatch.setattr("sys.argv", [*argv, "--data-dir", str(tmp_path / "data"), "--out", str(out)])
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -257,3 +257,35 @@ def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_
     assert report["loops_on"]["flops_per_token"] > report["before_loops"]["flops_per_token"]
     assert report["before_loops"]["tok_per_s"] > 0 and report["compile_and_warmup_seconds"] > 0
     assert report["device"].startswith("cpu") and report["before_loops"]["mfu"] is None
+    assert "reference_h100" not in report  # only an H100 run of the default config is compared
+    for state in ("before_loops", "loops_on"):
+        profile = report["profile"][state]
+        assert profile["steps"] == 1 and profile["wall_ms_per_step"] > 0
+        assert "aten::" in (tmp_path / profile["table"]).read_text()
+
+
+def test_kernel_families_of_a_real_h100_profile() -> None:
+    """Kernel names as the H100 profile of the default config lists them (benchmarks/results/)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
+    spec = importlib.util.spec_from_file_location("golfkit_bench_train_step", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    kernels = [
+        ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", 378_285.0),
+        ("kernel_cutlass_kernel_flash_attncuteflash_bwd_sm90FlashAttentionBackwardSm90_object_at_", 305_103.0),
+        ("Command Buffer Full", 284_791.0),
+        ("_leaky_sq_up_fwd_kernel", 227_312.0),
+        ("triton_per_fused__fused_rms_norm__fused_rms_norm_backward__to_copy__unsafe_view_add_fil", 178_431.0),
+        ("_softcap_ce_fwd_kernel", 35_474.0),
+        ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>", 39_342.0),
+    ]
+    assert bench.kernel_breakdown(kernels, steps=3) == {
+        "matmul (cuBLAS)": 126.1,
+        "attention (FA4/FA3)": 101.7,
+        "fused MLP (Triton)": 75.8,
+        "inductor fused elementwise/norm": 59.5,
+        "other": 13.1,
+        "softcapped CE (Triton)": 11.8,
+    }
