@@ -125,3 +125,26 @@ def test_bad_seed_lists_are_refused_in_one_line(words: list[str], message: str) 
     assert code == 2
     assert message in err.getvalue()
     assert len(err.getvalue().strip().splitlines()) == 1
+
+
+def test_torchruns_failure_report_leaves_the_workers_reason_on_screen() -> None:
+    """Real output of a failed 1xH100 run (data folder removed under it): the console gets the worker's
+    one-line reason and one line about torchrun's report, not torchrun's traceback; the failure summary
+    quotes the worker's lines."""
+    from types import SimpleNamespace
+
+    from golfkit.progress import SeedProgress, launcher_failure_exit_code
+
+    lines = (REPO / "tests" / "fixtures" / "runs" / "torchrun_worker_failed.log").read_text().splitlines()
+    assert [launcher_failure_exit_code(line) for line in lines].count(2) == 1
+    out = io.StringIO()
+    progress = SeedProgress(42, 1, 1, SimpleNamespace(max_wallclock_seconds=30.0), out)
+    for line in lines:
+        progress.feed(line)
+    progress.close()
+    shown = out.getvalue()
+    assert "Traceback" not in shown and "ChildFailedError" not in shown
+    assert "no training shards match" in shown
+    assert "a worker exited with code 2; torchrun's report of it is in the seed's log" in shown
+    assert "no training shards match" in progress.last_lines()
+    assert "traceback" not in progress.last_lines().lower()
