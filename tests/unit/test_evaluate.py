@@ -228,7 +228,6 @@ def test_evaluation_phase_runs_every_step_in_the_reference_order(shared_data: Pa
         "Total submission size quantized+pergroup: ",
         "Deserialize: decompression done",
         "diagnostic quantized val_loss:",
-        "Deserialize: decompression done",
         "ttt_lora:warming up compile",
         "beginning TTT eval timer",
         "ttt_phased: ",
@@ -238,5 +237,6 @@ def test_evaluation_phase_runs_every_step_in_the_reference_order(shared_data: Pa
     at = 0
     for prefix in order:
         at = next(i for i in range(at, len(lines)) if lines[i].startswith(prefix)) + 1
+    assert sum(line.startswith("Deserialize: decompression done") for line in lines) == 1  # loaded once
     assert report.export.path.is_file() and report.ttt is not None
     assert report.ttt.token_count == report.quantized.token_count == held.tokens.numel() - 1
