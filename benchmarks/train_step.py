@@ -221,11 +221,6 @@ def main() -> int:
         help="after the timed steps, profile N more steps in each looping state (torch.profiler) and write "
         "the kernel tables and the GPU-busy share next to the JSON",
     )
-    parser.add_argument(
-        "--x0-barrier",
-        action="store_true",
-        help="experiment: route x0 through golfkit::fusion_barrier (GPT.x0_fusion_barrier) before compiling",
-    )
     args = parser.parse_args()
     if args.nproc > 1 and "RANK" not in os.environ:
         return relaunch_under_torchrun(args.nproc)
@@ -245,7 +240,6 @@ def main() -> int:
     log = print if place.is_main else (lambda _msg: None)
     started = time.perf_counter()
     session = TrainSession(cfg, place, log, compile_model=place.device.type == "cuda")
-    session.model.x0_fusion_barrier = args.x0_barrier  # read when the step is first compiled
     session.warm_up()
     compile_seconds = time.perf_counter() - started
 
@@ -284,7 +278,6 @@ def main() -> int:
         "cuda": torch.version.cuda,
         "attention_backend": session.model.attention_backend,
         "config": "tiny" if args.tiny else "default (PR #1934)",
-        "x0_fusion_barrier": args.x0_barrier,
         "tokens_per_step": cfg.train_batch_tokens,
         "grad_accum_steps": place.grad_accum_steps,
         "micro_batch_tokens": session.tokens_per_micro,

@@ -270,38 +270,9 @@ def _kernel_ops() -> tuple:
 
 
 def register_kernel_ops() -> None:
-    """Register the fused kernels as custom ops now, eagerly (the Triton ones only where Triton runs)."""
-    _barrier_op()
+    """Register the fused kernels as custom ops now, eagerly (a no-op where Triton cannot run)."""
     if fused_kernels_available():
         _kernel_ops()
-
-
-@functools.cache
-def _barrier_op() -> Any:
-    """`golfkit::fusion_barrier`: an identity (a copy) that the compiler cannot see through, in the forward
-    and in the backward. Placed on a tensor that many later ops read, it stops inductor from fusing the
-    sum of all their gradient contributions into the kernel that consumes it (see GPT._hidden)."""
-
-    @torch.library.custom_op("golfkit::fusion_barrier", mutates_args=())
-    def fusion_barrier(x: Tensor) -> Tensor:
-        return x.clone()
-
-    @fusion_barrier.register_fake
-    def _(x: Tensor) -> Tensor:
-        return torch.empty_like(x)
-
-    def backward(_ctx: Any, grad: Tensor) -> Tensor:
-        return fusion_barrier(grad)
-
-    fusion_barrier.register_autograd(backward)
-    return fusion_barrier
-
-
-def fusion_barrier(x: Tensor) -> Tensor:
-    """x, through the opaque identity op (registered eagerly by register_kernel_ops)."""
-    if not torch.compiler.is_compiling():
-        _barrier_op()
-    return torch.ops.golfkit.fusion_barrier(x)
 
 
 def _kernel_op(name: str) -> Any:

@@ -25,7 +25,6 @@ from record.config import Config
 from record.errors import RecordError
 from record.kernels import (
     fused_kernels_available,
-    fusion_barrier,
     leaky_relu_square_up,
     register_kernel_ops,
     softcapped_cross_entropy,
@@ -135,9 +134,6 @@ class GPT(nn.Module):
         # Training's fused Triton kernels: None = use them where they run (CUDA + Triton).
         self.use_fused_kernels: bool | None = None
         self.calib_capture: CalibCapture | None = None
-        # Experiment (benchmarks/train_step.py --x0-barrier): x0 through golfkit::fusion_barrier, an
-        # identity the compiler cannot fuse across. Off by default; the maths are the same either way.
-        self.x0_fusion_barrier = False
         if not self.qo_bank.is_meta:
             self.reset_parameters()
 
@@ -255,7 +251,7 @@ class GPT(nn.Module):
     def _hidden(self, inputs: Tensor, layout: DocLayout, lora: LoraHook | None, fused: bool) -> Tensor:
         """Embedding through every block application to the final RMS-normed hidden state."""
         x = _model_rms(self._embed(inputs))
-        x0 = fusion_barrier(x) if self.x0_fusion_barrier else x
+        x0 = x
         rope = self._rope_tables(inputs.shape[1], inputs.device)
         run = _BlockRun(self, x0, layout, rope, self._backend(inputs.device), lora, fused)
         encoder, decoder = layer_orders(self.cfg, self._looping)
