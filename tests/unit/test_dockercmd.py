@@ -33,9 +33,15 @@ def test_run_has_every_gpu_flag_the_volumes_and_the_image_default() -> None:
         "-v", f"{REPO}/data:/data",
         "-v", f"{REPO}/outputs:/outputs",
         "-v", "/home/golfer/.cache/huggingface:/cache/huggingface",
+        "-v", "/home/golfer/.cache/golfkit/compile:/cache/compile",
         DEFAULT_IMAGE,
     ]  # fmt: skip
-    assert mounted_host_dirs(command) == [REPO / "data", REPO / "outputs", Path("/home/golfer/.cache/huggingface")]
+    assert mounted_host_dirs(command) == [
+        REPO / "data",
+        REPO / "outputs",
+        Path("/home/golfer/.cache/huggingface"),
+        Path("/home/golfer/.cache/golfkit/compile"),
+    ]
 
 
 def test_run_options_and_image_arguments(tmp_path: Path) -> None:
@@ -51,6 +57,17 @@ def test_run_options_and_image_arguments(tmp_path: Path) -> None:
 def test_hf_home_is_the_default_cache() -> None:
     command = docker_command("run", [], REPO, user=(1, 2), environ={"HF_HOME": "/srv/hf"}, home=Path("/h"))
     assert "/srv/hf:/cache/huggingface" in command and "1:2" in command
+
+
+def test_the_compile_cache_follows_xdg_cache_home_or_the_option(tmp_path: Path) -> None:
+    """The image keeps TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR on the /cache/compile volume."""
+    command = docker_command("run", [], REPO, user=(1, 2), environ={"XDG_CACHE_HOME": "/srv/xdg"}, home=Path("/h"))
+    assert "/srv/xdg/golfkit/compile:/cache/compile" in command
+    command = docker_command("run", ["--compile-cache", str(tmp_path)], REPO, **FIXED)
+    assert f"{tmp_path}:/cache/compile" in command
+    dockerfile = (REPO / "docker" / "Dockerfile").read_text()
+    assert "TORCHINDUCTOR_CACHE_DIR=/cache/compile/inductor" in dockerfile
+    assert "TRITON_CACHE_DIR=/cache/compile/triton" in dockerfile
 
 
 def test_shell_is_interactive() -> None:
