@@ -45,7 +45,15 @@ def test_demo_runs_every_stage_and_assembles_a_non_record_folder(
     assert not (runs / "train_seed42.partial.log").exists()
     assert _matches(log, "train_step") and _matches(log, "ttt_phased")
     # Every stage of the record ran at toy scale: GPTQ on MLP and embedding, LQER, global-SGD TTT phases.
-    assert "  gptq (int6)+lqer_asym: " in log and "  gptq (int7): tok_emb.weight" in log
+    # Which tensors get LQER depends on the weights, hence on how many steps fit the demo's wallclock cap:
+    # check the families, not the choice.
+    quant_lines = [ln[2:] for ln in log.splitlines() if ln.startswith("  gptq (int")]
+    tagged = {
+        name.strip(): tag for tag, names in (ln.split(": ", 1) for ln in quant_lines) for name in names.split(",")
+    }
+    assert tagged.get("tok_emb.weight", "").startswith("gptq (int7)")
+    assert any(tag.startswith("gptq (int6)") for name, tag in tagged.items() if name.startswith("blocks.mlp."))
+    assert any(ln.split(": ")[0].endswith("+lqer_asym") for ln in quant_lines)
     assert _matches(log, "tttg") and int(_matches(log, "ttt_phased")[0]["prefix_docs"]) > 0
     total = _matches(log, "total_submission")
     assert len(total) == 1 and total[0]["codec"] == "quantized+pergroup"
