@@ -92,8 +92,11 @@ def init_distributed(env: Mapping[str, str] | None = None, use_cuda: bool | None
 
 
 def shutdown_distributed() -> None:
-    """Tear the process group down so torchrun sees a clean exit."""
+    """Tear the process group down so torchrun sees a clean exit. All ranks meet first: a rank that
+    destroys its group while another still talks to it can abort in gloo's threads at exit."""
     if torch_dist.is_available() and torch_dist.is_initialized():
+        if torch_dist.get_world_size() > 1:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import record.ttt as ttt
 from record.config import tiny_config
 from record.data import ValidationSet
-from record.dist import DistEnv
+from record.dist import DistEnv, shutdown_distributed
 from record.eval_phase import run_ttt_evaluation
 from record.logkeys import LOG_PATTERNS
 from record.model import GPT
@@ -346,7 +346,7 @@ def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None
         payload = {"positions": sorted(rec.score_event), "result": dataclasses.asdict(result)}
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(payload))
     finally:
-        torch.distributed.destroy_process_group()
+        shutdown_distributed()
 
 
 @pytest.mark.slow
