@@ -139,6 +139,18 @@ class LoraSet(nn.Module):
         The compiled TTT forward is always given a tensor: a None/tensor switch is a recompile."""
         self._row_index = row_index
 
+    def rows_view(self) -> _LoraRows:
+        """The running rows' adapters, selected once for a whole forward: one index_select per site (and
+        one index_add in the backward) instead of one per block application. Same maths as `delta`;
+        the TTT forward uses it, which keeps its compiled graph about a sixth smaller."""
+        a, b = {}, {}
+        for site in self.a:
+            a_site, b_site = self.a[site], self.b[site]
+            if self._row_index is not None:
+                a_site, b_site = a_site.index_select(1, self._row_index), b_site.index_select(1, self._row_index)
+            a[site], b[site] = a_site.transpose(2, 3), b_site.transpose(2, 3)
+        return _LoraRows(a, b, self.scale, self.out_dims)
+
     def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
         """The LoRA term for block application `slot` (-1 = the head) at `site`: [B,T,in] -> [B,T,out]."""
         if site not in self.a:
@@ -148,6 +160,19 @@ class LoraSet(nn.Module):
         if self._row_index is not None:
             a, b = a.index_select(0, self._row_index), b.index_select(0, self._row_index)
         return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
+
+
+class _LoraRows:
+    """LoraSet.rows_view's result: per site, A^T [slots, rows, in, rank] and B^T [slots, rows, rank, out]."""
+
+    def __init__(self, a_t: dict[str, Tensor], b_t: dict[str, Tensor], scale: float, out_dims: dict[str, int]):
+        self.a_t, self.b_t, self.scale, self.out_dims = a_t, b_t, scale, out_dims
+
+    def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
+        if site not in self.a_t:
+            return x.new_zeros(*x.shape[:-1], self.out_dims.get(site, x.shape[-1]))
+        index = max(slot, 0)
+        return torch.bmm(torch.bmm(x, self.a_t[site][index]), self.b_t[site][index]) * self.scale
 
 
 def make_lora_optimizer(lora: LoraSet, cfg: Config) -> torch.optim.Optimizer:
@@ -273,7 +298,7 @@ def per_row_token_loss_fn(model: nn.Module) -> TokenLossFn:
         rows, width = inputs.shape
         # Row starts are the only document starts: known without looking at the tokens (no device sync).
         cu_seqlens = (torch.arange(rows + 1, device=inputs.device) * width).to(torch.int32)
-        return model.per_token_loss(inputs, targets, lora=lora, doc_masked=False, cu_seqlens=cu_seqlens)
+        return model.per_token_loss(inputs, targets, lora=lora.rows_view(), doc_masked=False, cu_seqlens=cu_seqlens)
 
     return per_row_loss
 
