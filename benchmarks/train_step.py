@@ -305,7 +305,7 @@ def main() -> int:
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(report, indent=2))
         print(f"wrote {out}")
-    shutdown_distributed()
+    shutdown_distributed(wait_for_peers=True)
     return 0
 
 

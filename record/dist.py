@@ -91,11 +91,13 @@ def init_distributed(env: Mapping[str, str] | None = None, use_cuda: bool | None
     return place
 
 
-def shutdown_distributed() -> None:
-    """Tear the process group down so torchrun sees a clean exit. All ranks meet first: a rank that
-    destroys its group while another still talks to it can abort in gloo's threads at exit."""
+def shutdown_distributed(*, wait_for_peers: bool = False) -> None:
+    """Tear the process group down so torchrun sees a clean exit. After a run that ended well, pass
+    `wait_for_peers`: all ranks meet first, since a rank that destroys its group while another still
+    talks to it can abort in gloo's threads at exit. After a failure, never wait (the peers may be
+    stuck in a collective; torchrun stops them once this rank exits)."""
     if torch_dist.is_available() and torch_dist.is_initialized():
-        if torch_dist.get_world_size() > 1:
+        if wait_for_peers and torch_dist.get_world_size() > 1:
             torch_dist.barrier()
         torch_dist.destroy_process_group()
 

@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The program. Settings come from the environment (see `golfkit params`); exit 2 on a RecordError."""
     argv = sys.argv[1:] if argv is None else argv
     place = None
+    finished = False
     try:
         if argv:
             raise RecordError("arguments", f"unexpected {' '.join(argv)!r}", "pass settings as environment variables")
@@ -382,10 +383,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         place = init_distributed()
         log = RunLog(cfg.logfile, place.is_main)
         run_program(cfg, place, log, compile_model=place.device.type == "cuda")
+        finished = True
     except RecordError as exc:
         prefix = f"[rank {place.rank}] " if place is not None and place.distributed else ""
         print(f"{prefix}{exc}", file=sys.stderr, flush=True)
         return 2
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
     return 0

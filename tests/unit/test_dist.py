@@ -73,7 +73,7 @@ def _dist_worker(rank: int, port: int, out_dir: str) -> None:
         bank.grad = grad.clone()
         opt.step()
     torch.save({"sum": total, "flag": flag, "bank": bank.detach()}, Path(out_dir) / f"rank{rank}.pt")
-    shutdown_distributed()
+    shutdown_distributed(wait_for_peers=True)
 
 
 def test_two_process_gloo_collectives_and_sharded_muon(tmp_path: Path) -> None:

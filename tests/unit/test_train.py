@@ -119,7 +119,7 @@ def _equivalence_worker(rank: int, port: int, data_dir: str, out_dir: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     weights = _trained_weights(Path(data_dir), 2, rank)
     torch.save(weights, Path(out_dir) / f"rank{rank}.pt")
-    shutdown_distributed()
+    shutdown_distributed(wait_for_peers=True)
 
 
 def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_data: Path, tmp_path: Path) -> None:

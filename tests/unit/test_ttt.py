@@ -337,6 +337,7 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
 def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None:
     """One rank of a 2-process gloo run: score the shared stream, save its positions and the result."""
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    finished = False
     try:
         val = make_stream(docs=docs)
         model = make_model()
@@ -345,8 +346,9 @@ def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None
         result = evaluate_phased_ttt(model, val, CFG, place, lambda _: None, observer=rec)
         payload = {"positions": sorted(rec.score_event), "result": dataclasses.asdict(result)}
         (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(payload))
+        finished = True
     finally:
-        shutdown_distributed()
+        shutdown_distributed(wait_for_peers=finished)
 
 
 @pytest.mark.slow
