@@ -4,8 +4,7 @@
 training run needs live in one tested place: `--gpus all --ipc=host` (NCCL's shared memory),
 `--ulimit memlock=-1 --ulimit stack=67108864` (pinned memory, PyTorch's recommended stack), `--init`
 (signals reach the trainer), the data / outputs / Hugging Face cache / compile cache volumes, and
-`--user` so files
-in the mounted folders belong to the caller. `python -m golfkit.dockercmd ACTION ...` prints the
+`--user` so files in the mounted folders belong to the caller. `python -m golfkit.dockercmd ACTION ...` prints the
 command and runs it; that is what the nox session calls.
 """
 

@@ -72,7 +72,6 @@ def warm_up_ttt_compile(model: nn.Module, loss_fn: TokenLossFn, cfg: Config, dev
         opt.zero_grad(set_to_none=True)
         nll[:, -cfg.ttt_chunk_size :].mean(dim=-1).sum().backward()
         opt.step()
-    lora.use_rows(None)
     sync_clock(device)
 
 
@@ -157,5 +156,6 @@ def run_evaluation_phase(
     ttt = None
     if cfg.ttt_enabled:
         ttt_model = model_from_artifact_state(artifact_state, build_model)
+        del artifact_state  # the TTT model holds its own copy
         ttt = run_ttt_evaluation(ttt_model, val, cfg, place, log, luts=luts)
     return EvaluationReport(pre_quant=pre_quant, quantized=quantized, ttt=ttt, export=exported)

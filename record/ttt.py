@@ -81,6 +81,7 @@ class LoraSet(nn.Module):
     [slots, rows, ...] so the optimizer steps a few large tensors. Adam is elementwise, hence rows never
     influence each other: a document's adaptation depends on its own tokens only (and, with
     `warm_start_a`, on the A its row learnt on the rank's earlier, already scored, documents).
+    The model reads the deltas through `rows_view()`, taken once per forward.
     """
 
     def __init__(
@@ -140,9 +141,9 @@ class LoraSet(nn.Module):
         self._row_index = row_index
 
     def rows_view(self) -> _LoraRows:
-        """The running rows' adapters, selected once for a whole forward: one index_select per site (and
-        one index_add in the backward) instead of one per block application. Same maths as `delta`;
-        the TTT forward uses it, which keeps its compiled graph about a sixth smaller."""
+        """The running rows' adapters for one forward (the model's `lora` hook): selected once per site
+        (one index_select, and one index_add in the backward) rather than once per block application,
+        which keeps the compiled TTT graph about a ninth smaller."""
         a, b = {}, {}
         for site in self.a:
             a_site, b_site = self.a[site], self.b[site]
@@ -150,16 +151,6 @@ class LoraSet(nn.Module):
                 a_site, b_site = a_site.index_select(1, self._row_index), b_site.index_select(1, self._row_index)
             a[site], b[site] = a_site.transpose(2, 3), b_site.transpose(2, 3)
         return _LoraRows(a, b, self.scale, self.out_dims)
-
-    def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
-        """The LoRA term for block application `slot` (-1 = the head) at `site`: [B,T,in] -> [B,T,out]."""
-        if site not in self.a:
-            return x.new_zeros(*x.shape[:-1], self.out_dims.get(site, x.shape[-1]))
-        a = self.a[site][max(slot, 0)]
-        b = self.b[site][max(slot, 0)]
-        if self._row_index is not None:
-            a, b = a.index_select(0, self._row_index), b.index_select(0, self._row_index)
-        return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
 
 
 class _LoraRows:
@@ -169,6 +160,7 @@ class _LoraRows:
         self.a_t, self.b_t, self.scale, self.out_dims = a_t, b_t, scale, out_dims
 
     def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
+        """The LoRA term for block application `slot` (-1 = the head) at `site`: [B,T,in] -> [B,T,out]."""
         if site not in self.a_t:
             return x.new_zeros(*x.shape[:-1], self.out_dims.get(site, x.shape[-1]))
         index = max(slot, 0)

@@ -213,7 +213,7 @@ def slow_reference_sums(model: GPT, val: ValidationSet, cfg, lora_a: dict[str, t
             lo = max(0, end - cfg.ttt_eval_seq_len)
             x = tokens[doc.start + lo : doc.start + end][None]
             y = tokens[doc.start + lo + 1 : doc.start + end + 1][None]
-            logits = model.forward_logits(x, lora=lora, doc_masked=False)[0]
+            logits = model.forward_logits(x, lora=lora.rows_view(), doc_masked=False)[0]
             nll = torch.logsumexp(logits, -1) - logits.gather(1, y.T)[:, 0]
             own = nll[ci * cfg.ttt_chunk_size - lo :]
             loss_sum += float(own.detach().double().sum())
@@ -259,11 +259,11 @@ def test_a_fresh_lora_set_changes_nothing_and_rows_are_independent() -> None:
     lora = LoraSet.for_model(model, CFG, 3)
     assert len(lora.b["q"]) == len(model.block_order()) > CFG.num_layers  # one set per block application
     base = model.per_token_loss(x, x, doc_masked=False)
-    assert torch.equal(model.per_token_loss(x, x, lora=lora, doc_masked=False), base)
+    assert torch.equal(model.per_token_loss(x, x, lora=lora.rows_view(), doc_masked=False), base)
     with torch.no_grad():
         for site in lora.b:
             lora.b[site].normal_()
-    adapted = model.per_token_loss(x, x, lora=lora, doc_masked=False)
+    adapted = model.per_token_loss(x, x, lora=lora.rows_view(), doc_masked=False)
     adapted[1].sum().backward()
     for site in lora.a:
         grads = lora.a[site].grad
