@@ -259,11 +259,10 @@ def main() -> int:
         if place.is_main and (step % 10 == 0 or step == args.steps - 1):
             print(f"step {step} looping:{looping} loss:{loss.item():.4f} ms:{times[looping][-1]:.1f}", flush=True)
 
+    out = args.out or default_out(place.device, place.world_size)
     profiles = {}
     if args.profile > 0 and place.is_main:
-        profiles = profile_steps(
-            session, args.profile, args.steps, cfg, sync, args.out or default_out(place.device, place.world_size)
-        )
+        profiles = profile_steps(session, args.profile, args.steps, cfg, sync, out)
 
     info = device_info(place.device)
     gpus = place.world_size if place.device.type == "cuda" else 0
@@ -300,7 +299,6 @@ def main() -> int:
     if profiles:
         report["profile"] = profiles
     if place.is_main:
-        out = args.out or default_out(place.device, place.world_size)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(json.dumps(report, indent=2))

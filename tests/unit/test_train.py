@@ -3,12 +3,14 @@ settings stops within seconds with one line, before any model is built."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import socket
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -237,14 +239,18 @@ def test_main_runs_the_whole_program(monkeypatch, capsys, tiny_data: Path, tmp_p
     assert (tmp_path / "final_model.int6.ptz").stat().st_size > 1000
 
 
-def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """benchmarks/train_step.py --tiny: writes its synthetic shards, times both phases, writes the JSON."""
-    import importlib.util
-
+def _train_step_benchmark() -> ModuleType:
+    """benchmarks/train_step.py as a module (benchmarks/ is a folder of scripts, not a package)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
     spec = importlib.util.spec_from_file_location("golfkit_bench_train_step", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """benchmarks/train_step.py --tiny: writes its synthetic shards, times both phases, writes the JSON."""
+    bench = _train_step_benchmark()
     out = tmp_path / "result.json"
     argv = ["train_step.py", "--tiny", "--steps", "3", "--loops-at", "1", "--warmup-steps", "1", "--profile", "1"]
     monkeypatch.setattr("sys.argv", [*argv, "--data-dir", str(tmp_path / "data"), "--out", str(out)])
@@ -266,12 +272,7 @@ def test_train_step_benchmark_smoke_on_cpu(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_kernel_families_of_a_real_h100_profile() -> None:
     """Kernel names as the H100 profile of the default config lists them (benchmarks/results/)."""
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
-    spec = importlib.util.spec_from_file_location("golfkit_bench_train_step", script)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _train_step_benchmark()
     kernels = [
         ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", 378_285.0),
         ("kernel_cutlass_kernel_flash_attncuteflash_bwd_sm90FlashAttentionBackwardSm90_object_at_", 305_103.0),
