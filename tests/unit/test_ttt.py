@@ -370,8 +370,9 @@ def test_two_ranks_share_the_queue_and_score_every_target_once(tmp_path, docs: i
 
 def test_the_compiled_forward_never_recompiles_inside_the_eval_timer() -> None:
     """The warm-up must compile every graph the evaluation calls: a recompile inside the timer costs
-    minutes on the GPU and is charged to the 600 s evaluation budget. Dynamo's own guards decide this,
-    so its "eager" backend (no code generation) counts compilations exactly as inductor would."""
+    minutes on the GPU and is charged to the 600 s evaluation budget. Dynamo's "eager" backend (no code
+    generation) counts Dynamo's compilations; guards that inductor may add on top are what the H100
+    benchmark's `graphs_compiled_in_timer` checks (0 there)."""
     import torch._dynamo
 
     from record.eval_phase import warm_up_ttt_compile
