@@ -8,9 +8,12 @@ scores fixed after the token itself was scored; every step may only read scored 
 from __future__ import annotations
 
 import dataclasses
+import faulthandler
 import json
 import math
+import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -335,7 +338,15 @@ def test_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
 
 
 def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None:
-    """One rank of a 2-process gloo run: score the shared stream, save its positions and the result."""
+    """One rank of a 2-process gloo run: score the shared stream, save its positions and the result.
+
+    Twice in CI (never in 68 local runs) a rank died of SIGABRT, "terminate called without an active
+    exception", with no Python traceback: a C++ thread torn down while still joinable, which points at
+    the interpreter's exit after the work, not at the work. So a rank that finished and tore the
+    group down leaves with `os._exit(0)`, skipping interpreter finalization. A rank that fails in the
+    work still fails the test (an exception, or a missing result file), and faulthandler prints the
+    Python stack should the abort come while Python code runs."""
+    faulthandler.enable(all_threads=True)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     finished = False
     try:
@@ -349,6 +360,9 @@ def _two_rank_worker(rank: int, init_file: str, out_dir: str, docs: int) -> None
         finished = True
     finally:
         shutdown_distributed(wait_for_peers=finished)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @pytest.mark.slow
