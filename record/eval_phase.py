@@ -40,7 +40,7 @@ from record.logkeys import (
 from record.model import GPT
 from record.sizes import CodeSize
 from record.tokenizer import ByteLuts
-from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_optimizer, make_ttt_loss_fn
+from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_optimizer, make_ttt_loss_fn, ttt_scored_tail
 
 
 def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
@@ -70,7 +70,7 @@ def warm_up_ttt_compile(model: nn.Module, loss_fn: TokenLossFn, cfg: Config, dev
         with autocast_for(device):
             nll = loss_fn(x, y, lora)
         opt.zero_grad(set_to_none=True)
-        nll[:, -cfg.ttt_chunk_size :].mean(dim=-1).sum().backward()
+        nll.mean(dim=-1).sum().backward()  # the window's last chunk, as in the evaluation
         opt.step()
     sync_clock(device)
 
@@ -89,7 +89,7 @@ def run_ttt_evaluation(
     `beginning TTT eval timer`; the timer, synchronised with the GPU at both ends, covers exactly the
     phased TTT evaluation (spec-eval §5), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
     compile_model = place.device.type == "cuda" if compile_model is None else compile_model
-    loss_fn = make_ttt_loss_fn(model, compile_model)
+    loss_fn = make_ttt_loss_fn(model, ttt_scored_tail(cfg), compile_model)
     log(fmt_ttt_compile_start())
     started = time.perf_counter()
     warm_up_ttt_compile(model, loss_fn, cfg, place.device)

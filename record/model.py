@@ -97,6 +97,14 @@ def layer_orders(cfg: Config, looping: bool) -> tuple[list[int], list[int]]:
     return order[: len(order) // 2], order[len(order) // 2 :]
 
 
+def _last_positions(width: int, count: int, device: torch.device) -> Tensor:
+    """Indices of the last `count` of `width` positions. Selecting them with `index_select`, not a view
+    like `[:, -count:]` or `narrow`, keeps one compiled graph for every width: a view of the last
+    positions is the whole tensor when width == count, and the compiler then guards on that equality
+    (the slice's length, or the view's contiguity in the head's matmul) the first time it sees it."""
+    return torch.arange(width - count, width, device=device)
+
+
 class GPT(nn.Module):
     """The record's language model. `forward` is the training loss; the rest serve evaluation."""
 
@@ -183,13 +191,22 @@ class GPT(nn.Module):
         return losses.mean()
 
     def forward_logits(
-        self, inputs: Tensor, lora: LoraHook | None = None, doc_masked: bool = True, cu_seqlens: Tensor | None = None
+        self,
+        inputs: Tensor,
+        lora: LoraHook | None = None,
+        doc_masked: bool = True,
+        cu_seqlens: Tensor | None = None,
+        only_last: int | None = None,
     ) -> Tensor:
         """Softcapped fp32 logits [B, T, V]; `doc_masked=False` attends over whole rows.
-        `cu_seqlens` as in `forward` (only for compiled callers on a varlen backend)."""
+        `cu_seqlens` as in `forward` (only for compiled callers on a varlen backend). With `only_last`
+        (<= T), the logits of the last `only_last` positions only, [B, only_last, V]: the head works
+        position by position, so these equal the matching slice of the full logits."""
         hidden = self._hidden(inputs, self._layout(inputs, doc_masked, cu_seqlens), lora=lora, fused=False)
         if self.calib_capture is not None:
             self.calib_capture(-1, "head_in", hidden)
+        if only_last is not None:
+            hidden = hidden.index_select(1, _last_positions(hidden.shape[1], only_last, hidden.device))
         logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype)).float()
         if lora is not None:
             logits = logits + lora.delta(-1, "head", hidden).float()
@@ -203,9 +220,15 @@ class GPT(nn.Module):
         lora: LoraHook | None = None,
         doc_masked: bool = True,
         cu_seqlens: Tensor | None = None,
+        only_last: int | None = None,
     ) -> Tensor:
-        """Cross-entropy of every position, fp32 nats [B, T]."""
-        logits = self.forward_logits(inputs, lora=lora, doc_masked=doc_masked, cu_seqlens=cu_seqlens)
+        """Cross-entropy of every position, fp32 nats [B, T]; with `only_last`, of the last `only_last`
+        positions only (<= T; the whole window is still attended to)."""
+        logits = self.forward_logits(
+            inputs, lora=lora, doc_masked=doc_masked, cu_seqlens=cu_seqlens, only_last=only_last
+        )
+        if only_last is not None:
+            targets = targets.index_select(1, _last_positions(targets.shape[1], only_last, targets.device))
         flat = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
         return flat.view(targets.shape)
 

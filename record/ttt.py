@@ -66,7 +66,7 @@ LORA_SITES = ("q", "k", "v", "o", "mlp", "head")
 # Sites a config switch may turn off; q, v and the head are always adapted (TTT_K/O/MLP_LORA).
 _LORA_OPTIONAL_SITES = {"k": "ttt_k_lora", "o": "ttt_o_lora", "mlp": "ttt_mlp_lora"}
 
-TokenLossFn = Callable[..., Tensor]  # (inputs [B,T], targets [B,T], lora) -> per-token NLL [B,T]
+TokenLossFn = Callable[..., Tensor]  # (inputs [B,T], targets [B,T], lora) -> NLL of the last positions [B,K]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,23 +283,38 @@ def global_sgd_on_scored(
 # Scoring a batch of documents chunk by chunk: score first, then one LoRA step
 
 
-def per_row_token_loss_fn(model: nn.Module) -> TokenLossFn:
-    """Per-token NLL of rows that each hold one document window (plain causal attention per row)."""
+def per_row_token_loss_fn(model: nn.Module, tail: int) -> TokenLossFn:
+    """Per-token NLL of rows that each hold one document window (plain causal attention per row), for
+    the window's last `tail` positions only, [B, tail]. With `tail` = min(TTT_CHUNK_SIZE,
+    TTT_EVAL_SEQ_LEN), every position a TTT step scores or trains on lies there (see
+    `_ttt_score_and_adapt_batch`), and no window is narrower. The reference runs the head, softcap and
+    cross-entropy over the whole window and then keeps those positions. Skipping the rest (up to 2000
+    of 2048 per row) gives the same numbers (exactly on the CPU; a GPU matmul of another shape may
+    round differently) with less head work and far less logit memory: benchmarks/ttt_tail.py."""
 
     def per_row_loss(inputs: Tensor, targets: Tensor, lora: LoraSet) -> Tensor:
         rows, width = inputs.shape
         # Row starts are the only document starts: known without looking at the tokens (no device sync).
         cu_seqlens = (torch.arange(rows + 1, device=inputs.device) * width).to(torch.int32)
-        return model.per_token_loss(inputs, targets, lora=lora.rows_view(), doc_masked=False, cu_seqlens=cu_seqlens)
+        return model.per_token_loss(
+            inputs, targets, lora=lora.rows_view(), doc_masked=False, cu_seqlens=cu_seqlens, only_last=tail
+        )
 
     return per_row_loss
 
 
-def make_ttt_loss_fn(model: nn.Module, compile_model: bool, backend: str | Callable = "inductor") -> TokenLossFn:
+def ttt_scored_tail(cfg: Config) -> int:
+    """How many of a TTT window's last positions the loss covers (see `per_row_token_loss_fn`)."""
+    return min(cfg.ttt_chunk_size, cfg.ttt_eval_seq_len)
+
+
+def make_ttt_loss_fn(
+    model: nn.Module, tail: int, compile_model: bool, backend: str | Callable = "inductor"
+) -> TokenLossFn:
     """The TTT forward, compiled with dynamic shapes on GPU (widths 48..2048, varying row counts).
     `eval_phase.warm_up_ttt_compile` compiles both of its graphs before the timer; `backend` lets a
     test count compilations without paying for code generation."""
-    loss_fn = per_row_token_loss_fn(model)
+    loss_fn = per_row_token_loss_fn(model, tail)
     if not compile_model:
         return loss_fn
     fix_attention_backend(model, next(model.parameters()).device)
@@ -341,8 +356,13 @@ def _ttt_score_and_adapt_batch(
         lora.use_rows(torch.from_numpy(rows).to(device))
         with autocast_for(device):
             nll = loss_fn(x, y, lora)
+        # nll covers the window's last `tail` positions; every scored and trained position is there: a
+        # chunk ends at its window's valid end and a window is at least `tail` wide.
+        tail = ttt_scored_tail(cfg)
+        offset = offset - (width - tail)
+        assert (offset >= 0).all() and (offset + length <= tail).all(), "a chunk outside the scored tail"
         with torch.no_grad():
-            pos = torch.arange(width, device=device)
+            pos = torch.arange(tail, device=device)
             lo = torch.from_numpy(offset).to(device)[:, None]
             mask = (pos >= lo) & (pos < lo + torch.from_numpy(length).to(device)[:, None])
             sums.loss += (nll.detach().double() * mask).sum()
@@ -361,7 +381,7 @@ def _ttt_score_and_adapt_batch(
             for r in trained_rows:
                 observer.trained(torch.arange(starts[rows[r]] + win_start[r], starts[rows[r]] + end[r] + 1))
         weight = torch.from_numpy((~is_last).astype(np.float32)).to(device)
-        chunk_at = ci * size - max(0, (ci + 1) * size - seq)
+        chunk_at = ci * size - max(0, (ci + 1) * size - seq) - (width - tail)
         for step in range(cfg.ttt_grad_steps):
             if step > 0:
                 with autocast_for(device):
@@ -443,7 +463,7 @@ def evaluate_phased_ttt(
     batches = build_batches(docs, cfg.ttt_batch_size)
     queue = batch_queue(batches, ascending=report is not None)
     work = TttWorkQueue.for_run()
-    loss_fn = loss_fn or per_row_token_loss_fn(model)
+    loss_fn = loss_fn or per_row_token_loss_fn(model, ttt_scored_tail(cfg))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

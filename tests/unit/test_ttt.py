@@ -256,6 +256,46 @@ def test_global_sgd_trains_on_the_first_scored_documents_of_each_phase(baseline)
         np.testing.assert_array_equal(got, want)
 
 
+def test_the_tail_loss_equals_the_whole_windows_tail_and_its_lora_gradients() -> None:
+    """TTT computes the head and loss for a window's last chunk only; the numbers must be those of the
+    whole-window loss at the same positions, for scoring and for the LoRA step."""
+    model = make_model()
+    x = torch.randint(2, CFG.vocab_size, (3, 40))
+    y = torch.randint(2, CFG.vocab_size, (3, 40))
+    lora = LoraSet.for_model(model, CFG, 3)
+    with torch.no_grad():
+        for site in lora.b:
+            lora.b[site].normal_()
+    results = []
+    for only_last in (None, 12):
+        for p in lora.parameters():
+            p.grad = None
+        nll = model.per_token_loss(x, y, lora=lora.rows_view(), doc_masked=False, only_last=only_last)[:, -12:]
+        nll.mean(dim=-1).sum().backward()
+        results.append((nll.detach(), [p.grad.clone() for p in lora.parameters()]))
+    (whole, whole_grads), (tail, tail_grads) = results
+    assert tail.shape == (3, 12)
+    torch.testing.assert_close(tail, whole, rtol=1e-6, atol=1e-6)
+    for a, b in zip(whole_grads, tail_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    assert ttt.ttt_scored_tail(CFG) == min(CFG.ttt_chunk_size, CFG.ttt_eval_seq_len)
+
+
+def test_tail_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "ttt_tail.py"
+    spec = importlib.util.spec_from_file_location("bench_ttt_tail", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.json"
+    assert bench.main(["--tiny", "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["last_chunk"]["tflop_per_step"] < report["whole_window"]["tflop_per_step"]
+    assert report["max_abs_nll_difference"] < 1e-5 and report["max_abs_lora_grad_difference"] < 1e-5
+    assert {"device", "torch", "command"} <= report.keys()
+
+
 def test_a_fresh_lora_set_changes_nothing_and_rows_are_independent() -> None:
     model = make_model()
     x = torch.randint(2, CFG.vocab_size, (3, 16))
@@ -402,7 +442,7 @@ def test_the_compiled_forward_never_recompiles_inside_the_eval_timer() -> None:
     # windows that slide, single-row chunks, and three phases that rebuild the adapter set.
     val = make_stream(seed=11, docs=13)
     model = make_model()
-    loss_fn = ttt.make_ttt_loss_fn(model, compile_model=True, backend=counting_backend)
+    loss_fn = ttt.make_ttt_loss_fn(model, ttt.ttt_scored_tail(CFG), compile_model=True, backend=counting_backend)
     warm_up_ttt_compile(model, loss_fn, CFG, CPU.device)
     after_warm_up = len(compiled)
     result = evaluate_phased_ttt(model, val, CFG, CPU, lambda _line: None, loss_fn=loss_fn)
