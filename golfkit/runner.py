@@ -59,6 +59,8 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
     if not all(f.ok for f in findings):
         print("golfkit record: preflight failed; nothing was run", file=err)
         return 2
+    if plan.name and (reason := _why_no_folder(plan)):
+        print(f"golfkit record: note: --name {plan.name}: {reason}; the logs will still be verified", file=out)
 
     command = launch_command(plan.nproc, presets.uses_torchrun(plan.preset, plan.nproc), plan.program)
     status = run_seeds(plan, command, base_env, cfg, out, err)
@@ -127,24 +129,53 @@ def _load_config(plan: RunPlan, base_env: Mapping[str, str]) -> object:
 
 
 def _verify_and_assemble(plan: RunPlan, out: TextIO, err: TextIO) -> int:
-    """With --name, assemble the PR folder and verify it whole; without, verify the logs alone."""
+    """Verify the seeds' logs and print the report; with --name, also assemble the PR folder and verify it whole.
+
+    The report is printed whatever happens to the folder: an hour of GPU time must never end in a
+    single error line. A folder is not assembled when the track needs more seeds than were run (the
+    strict submission schema would refuse it) or when assembling fails for a reason the user can fix;
+    the logs' report and that reason are printed instead.
+    """
     from golfkit.verify.report import to_text
 
     logs = [final_log_path(plan.runs_dir, seed) for seed in plan.seeds]
     rules = presets.rules_for(plan.preset)
     if plan.name:
-        from golfkit.assemble import assemble_record
-        from golfkit.verify import verify_folder
+        reason = _why_no_folder(plan)
+        if reason is None:
+            from golfkit.assemble import assemble_record
+            from golfkit.verify import verify_folder
 
-        folder = assemble_record(**presets.assemble_kwargs(plan, logs, shipped_code(plan, out)))
-        print(f"assembled {folder}", file=out)
-        report = verify_folder(folder, rules=rules)
-    else:
-        from golfkit.verify.logs import verify_logs
+            try:
+                folder = assemble_record(**presets.assemble_kwargs(plan, logs, shipped_code(plan, out)))
+            except GolfkitError as exc:
+                reason = exc.one_line()
+            else:
+                print(f"assembled {folder}", file=out)
+                report = verify_folder(folder, rules=rules)
+                print(to_text(report), file=out)
+                return 0 if report.ok else 1
+    from golfkit.verify.logs import verify_logs
 
-        report = verify_logs(logs, rules=rules)
+    report = verify_logs(logs, rules=rules)
     print(to_text(report), file=out)
+    if plan.name:
+        print(f"golfkit record: no PR folder assembled for {plan.name!r}: {reason}", file=err)
+        return 1
     return 0 if report.ok else 1
+
+
+def _why_no_folder(plan: RunPlan) -> str | None:
+    """Why --name cannot give a folder for this plan's seeds, known before any seed runs; None if it can."""
+    from golfkit.rules import load_rules
+
+    need = load_rules(presets.rules_for(plan.preset)).min_seeds
+    if len(plan.seeds) >= need:
+        return None
+    return (
+        f"{len(plan.seeds)} seed(s) listed, the track needs at least {need}; add seeds to the same command "
+        "(complete seeds are skipped) and the folder is assembled at the end"
+    )
 
 
 def shipped_code(plan: RunPlan, out: TextIO) -> Path:

@@ -82,7 +82,7 @@ def check_required_files(ctx: VerifyContext) -> Outcome:
     required = [f for f in ctx.rules.required_files if ctx.require_code or f != "train_gpt.py"]
     missing = [f for f in required if f not in ctx.folder.files]
     if missing:
-        return failed(f"missing {', '.join(missing)} in {ctx.folder.path.name}")
+        return failed(f"missing {', '.join(missing)} in {ctx.folder.path.name or ctx.folder.path.resolve()}")
     note = "" if ctx.require_code else " (train_gpt.py not required: --no-code)"
     return passed(f"{', '.join(required)} present{note}")
 

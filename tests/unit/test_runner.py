@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from golfkit.cli import run as cli_run
-from golfkit.runner import run_seeds
+from golfkit.runner import _verify_and_assemble, run_seeds
 from golfkit.runplan import RunPlan
 from golfkit.seedrun import final_log_path, is_complete_log, launch_command, partial_log_path
 
@@ -66,7 +67,7 @@ def test_failed_seed_stops_the_run_and_keeps_its_log(tmp_path: Path) -> None:
 _DRIVER = """
 import sys
 from pathlib import Path
-from golfkit.runner import run_seeds
+from golfkit.runner import _verify_and_assemble, run_seeds
 from golfkit.runplan import RunPlan
 from golfkit.seedrun import launch_command
 fake, runs = Path(sys.argv[1]), Path(sys.argv[2])
@@ -148,3 +149,64 @@ def test_torchruns_failure_report_leaves_the_workers_reason_on_screen() -> None:
     assert "a worker exited with code 2; torchrun's report of it is in the seed's log" in shown
     assert "no training shards match" in progress.last_lines()
     assert "traceback" not in progress.last_lines().lower()
+
+
+H100_LOG = REPO / "tests" / "fixtures" / "logs" / "h100_smoke_seed42.log"
+
+
+def _named_plan(runs_dir: Path, seeds: tuple[int, ...], preset: str = "record") -> RunPlan:
+    return RunPlan(
+        seeds=seeds,
+        nproc=1,
+        preset=preset,
+        runs_dir=runs_dir,
+        name="MyRun",
+        records_dir=runs_dir / "records",
+        program=FAKE,
+    )
+
+
+def test_name_with_too_few_seeds_still_prints_the_verify_report(tmp_path: Path) -> None:
+    """The H100 run of `nox -s record -- seeds 42 --name ...` once ended with a single schema error:
+    the per-seed table and the checks must be printed, the folder not built (the track needs 3 seeds)
+    and the reason say what to do."""
+    shutil.copyfile(H100_LOG, final_log_path(tmp_path, 42))
+    out, err = io.StringIO(), io.StringIO()
+    code = _verify_and_assemble(_named_plan(tmp_path, (42,)), out, err)
+    assert code == 1
+    report = out.getvalue()
+    assert "3.32582986  7.12509518   15,999,352    32.155    102.8      14" in report
+    assert "GK104 FAIL enough seeds" in report and "GK105 ok" in report
+    assert "no PR folder assembled for 'MyRun': 1 seed(s) listed, the track needs at least 3" in err.getvalue()
+    assert not (tmp_path / "records").exists()
+
+
+def _three_record_logs(runs_dir: Path) -> None:
+    """The assemble fixtures' three seed logs, plus the version and GPU lines assemble needs."""
+    for seed in (1, 2, 3):
+        text = (REPO / "tests" / "fixtures" / "assemble" / f"train_seed{seed}.log").read_text()
+        header = "Running PyTorch 2.11.0+cu130\nRunning GPU 8x NVIDIA H100 80GB HBM3\n"
+        final_log_path(runs_dir, seed).write_text(header + text)
+
+
+def test_name_with_enough_seeds_assembles_and_verifies_the_folder(tmp_path: Path) -> None:
+    _three_record_logs(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    code = _verify_and_assemble(_named_plan(tmp_path, (1, 2, 3)), out, err)
+    submissions = list((tmp_path / "records").rglob("submission.json"))
+    assert len(submissions) == 1, out.getvalue() + err.getvalue()
+    assert f"assembled {submissions[0].parent}" in out.getvalue()
+    assert "2.30050000" in out.getvalue()
+    assert "no PR folder" not in err.getvalue()
+    assert code == (0 if "\nPASS" in out.getvalue() else 1)
+
+
+def test_a_refused_folder_still_prints_the_logs_report(tmp_path: Path) -> None:
+    """A folder that already exists is never overwritten: the report is printed, then the reason."""
+    _three_record_logs(tmp_path)
+    plan = _named_plan(tmp_path, (1, 2, 3))
+    _verify_and_assemble(plan, io.StringIO(), io.StringIO())
+    out, err = io.StringIO(), io.StringIO()
+    assert _verify_and_assemble(plan, out, err) == 1
+    assert "2.30050000" in out.getvalue()
+    assert "no PR folder assembled for 'MyRun'" in err.getvalue() and "exists" in err.getvalue()
