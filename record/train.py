@@ -9,6 +9,7 @@ drives benchmarks/train_step.py, and `train_model` (the timed loop) runs on CPU 
 from __future__ import annotations
 
 import copy
+import os
 import random
 import resource
 import subprocess
@@ -156,6 +157,26 @@ def place_model(model: GPT, place: DistEnv) -> GPT:
     return model
 
 
+# Inductor's mix-order reductions fuse an RMS-norm backward (a reduction along each row) with the
+# per-channel gradient sums of the scales and mixes around it (reductions down each column). With the
+# depth loop on, some of these fused kernels carry 14-21 input streams; on an H100 one ran 7.4 ms per
+# micro-batch (the per-layer RMS-norm backward kernels take 0.42 ms). Off for the training graph: loops-on steps
+# 1,185 -> 1,141 ms, before loops 751 -> 760 ms (A/B on one H100: train_step_h100_mixorder_ab_202611.json;
+# this code measured alone: 1,145 / 766 ms, train_step_h100_nomix_202611.json, in benchmarks/results/).
+# The reference runs with inductor's default; same maths up to summation order. TORCHINDUCTOR_MIX_ORDER_REDUCTION
+# set in the environment still decides.
+MIX_ORDER_ENV = "TORCHINDUCTOR_MIX_ORDER_REDUCTION"
+
+
+def training_inductor_options() -> dict[str, bool]:
+    """Inductor options for the compiled training step: mix-order reductions off, where torch has them."""
+    import torch._inductor.config as inductor_config
+
+    if MIX_ORDER_ENV in os.environ or not hasattr(inductor_config.triton, "mix_order_reduction"):
+        return {}
+    return {"triton.mix_order_reduction": False}
+
+
 def _cu_bucket_docs(num_starts: int, capacity: int) -> int:
     """max_docs for cu_seqlens_from_tokens: entries (starts + end) rounded up to a multiple of `capacity`."""
     return -(-(num_starts + 1) // capacity) * capacity - 1
@@ -169,7 +190,9 @@ class TrainSession:
         self.model = place_model(GPT(cfg), place)
         if compile_model:
             torch._dynamo.config.cache_size_limit = 64  # buckets x looping on/off
-            self.step_model: Callable[..., Tensor] = torch.compile(self.model, dynamic=False, fullgraph=True)
+            self.step_model: Callable[..., Tensor] = torch.compile(
+                self.model, dynamic=False, fullgraph=True, options=training_inductor_options()
+            )
         else:
             self.step_model = self.model
         self.compiled = compile_model
