@@ -9,7 +9,6 @@ drives benchmarks/train_step.py, and `train_model` (the timed loop) runs on CPU 
 from __future__ import annotations
 
 import copy
-import os
 import random
 import resource
 import subprocess
@@ -163,16 +162,15 @@ def place_model(model: GPT, place: DistEnv) -> GPT:
 # micro-batch (the per-layer RMS-norm backward kernels take 0.42 ms). Off for the training graph: loops-on steps
 # 1,185 -> 1,141 ms, before loops 751 -> 760 ms (A/B on one H100: train_step_h100_mixorder_ab_202611.json;
 # this code measured alone: 1,145 / 766 ms, train_step_h100_nomix_202611.json, in benchmarks/results/).
-# The reference runs with inductor's default; same maths up to summation order. TORCHINDUCTOR_MIX_ORDER_REDUCTION
-# set in the environment still decides.
-MIX_ORDER_ENV = "TORCHINDUCTOR_MIX_ORDER_REDUCTION"
+# The reference runs with inductor's default; same maths up to summation order. Only config.py and
+# dist.py read the environment, so TORCHINDUCTOR_MIX_ORDER_REDUCTION does not change this graph.
 
 
 def training_inductor_options() -> dict[str, bool]:
     """Inductor options for the compiled training step: mix-order reductions off, where torch has them."""
     import torch._inductor.config as inductor_config
 
-    if MIX_ORDER_ENV in os.environ or not hasattr(inductor_config.triton, "mix_order_reduction"):
+    if not hasattr(inductor_config.triton, "mix_order_reduction"):  # torch 2.9 has none
         return {}
     return {"triton.mix_order_reduction": False}
 
