@@ -13,6 +13,7 @@ does a proportional share of work. `--tiny` is a seconds-long CPU smoke run of t
 
     python benchmarks/ttt_eval.py --docs 2000            # on the H100; writes benchmarks/results/
     python benchmarks/ttt_eval.py --tiny --out /tmp/x.json
+    python benchmarks/ttt_eval.py --warmup-only --out /tmp/w.json   # compile warm-up alone, CPU too
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ if str(REPO) not in sys.path:
 from record.config import Config, tiny_config  # noqa: E402
 from record.data import ValidationSet  # noqa: E402
 from record.dist import DistEnv  # noqa: E402
-from record.eval_phase import run_ttt_evaluation  # noqa: E402
+from record.eval_phase import run_ttt_evaluation, ttt_warmup_shapes, warm_up_ttt_compile  # noqa: E402
 from record.model import GPT  # noqa: E402
+from record.ttt import make_ttt_loss_fn, ttt_scored_tail  # noqa: E402
 
 RECORD_DOCS = 50_000
 RECORD_TARGETS = 47_851_520
@@ -59,6 +61,34 @@ def synthetic_validation(docs: int, mean_len: float, max_len: int, vocab: int, s
     tokens[starts] = 1  # BOS before each document and at the end
     credit = np.where(tokens == 1, 0, 4).astype(np.int32)
     return ValidationSet(torch.from_numpy(tokens), torch.from_numpy(credit), torch.from_numpy(starts[:-1]))
+
+
+def run_warmup_only(args: argparse.Namespace) -> dict:
+    """Only the TTT compile warm-up, timed, with the graphs it compiles: runs on a CPU at the default
+    size too (inductor's C++ backend), where compile time can be compared without a GPU."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = Config() if args.rows is None else dataclasses.replace(Config(), ttt_batch_size=args.rows)
+    torch.manual_seed(args.seed)
+    model = GPT(cfg).to(device)
+    model.set_looping(True)
+    loss_fn = make_ttt_loss_fn(model, ttt_scored_tail(cfg), compile_model=True)
+    before = counters["stats"]["unique_graphs"]
+    started = time.perf_counter()
+    warm_up_ttt_compile(model, loss_fn, cfg, device)
+    seconds = time.perf_counter() - started
+    return {
+        "benchmark": "ttt_warmup",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": "default (PR #1934)" if args.rows is None else f"default, TTT_BATCH_SIZE={args.rows}",
+        "warmup_shapes": [list(shape) for shape in ttt_warmup_shapes(cfg)],
+        "warmup_seconds": round(seconds, 1),
+        "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - before,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
@@ -133,10 +163,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="CPU smoke run of the tiny config")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--verbose", action="store_true", help="print every ttp:/tttg: line too")
+    parser.add_argument(
+        "--warmup-only", action="store_true", help="time only the compile warm-up (default size; CPU allowed)"
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="with --warmup-only: TTT_BATCH_SIZE for the warm-up (the graph does not depend on it; a CPU "
+        "needs more than 24 GiB at the default 64)",
+    )
     args = parser.parse_args(argv)
     if args.docs < 1:
         parser.error("--docs must be at least 1")
-    report = run_benchmark(args)
+    if args.warmup_only:
+        if args.out is None:
+            parser.error("--warmup-only needs --out")
+        report = run_warmup_only(args)
+    else:
+        report = run_benchmark(args)
     out = args.out or default_output(report)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

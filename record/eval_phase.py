@@ -45,11 +45,11 @@ from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_opti
 
 def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
     """(width, running rows) of the warm-up calls: the first chunk's width and the full window, with
-    every row, with fewer rows, and with one row. Row counts >= 2 share one dynamic graph and a single
-    row gets its own (torch.compile specialises sizes of 1), so together they compile every graph the
-    evaluation will call and nothing recompiles inside the eval timer."""
-    rows = cfg.ttt_batch_size
-    shapes = [(cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(1, rows - 1)), (cfg.ttt_eval_seq_len, 1)]
+    every row and with fewer rows. Row counts >= 2 share one dynamic graph and a single row is run as
+    two (`ttt.never_one_row`), so these compile the one graph the evaluation calls and nothing
+    recompiles inside the eval timer."""
+    rows = max(2, cfg.ttt_batch_size)
+    shapes = [(cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(2, rows - 1))]
     return list(dict.fromkeys(shapes))
 
 
@@ -66,7 +66,7 @@ def warm_up_ttt_compile(model: nn.Module, loss_fn: TokenLossFn, cfg: Config, dev
         # Two separate tensors, not views of one: the compiled graph's guards check an input's base.
         x = torch.randint(0, cfg.vocab_size, (active, width), generator=gen).to(device)
         y = torch.randint(0, cfg.vocab_size, (active, width), generator=gen).to(device)
-        lora.use_rows(torch.arange(active, device=device))
+        lora.use_rows(torch.arange(active, device=device) % cfg.ttt_batch_size)  # TTT_BATCH_SIZE=1 too
         with autocast_for(device):
             nll = loss_fn(x, y, lora)
         opt.zero_grad(set_to_none=True)

@@ -281,6 +281,40 @@ def test_the_tail_loss_equals_the_whole_windows_tail_and_its_lora_gradients() ->
     assert ttt.ttt_scored_tail(CFG) == min(CFG.ttt_chunk_size, CFG.ttt_eval_seq_len)
 
 
+def test_a_single_row_run_as_two_gives_that_rows_nll_and_lora_gradients() -> None:
+    """never_one_row pads a one-row call (so compiled TTT needs one graph): the NLL and the LoRA
+    gradients must be those of the row alone, and the row selection must be left as it was."""
+    model = make_model()
+    tail = ttt.ttt_scored_tail(CFG)
+    plain = ttt.per_row_token_loss_fn(model, tail)
+    padded = ttt.never_one_row(plain)
+    x = torch.randint(2, CFG.vocab_size, (1, 40))
+    y = torch.randint(2, CFG.vocab_size, (1, 40))
+    lora = LoraSet.for_model(model, CFG, 4)
+    with torch.no_grad():
+        for site in lora.b:
+            lora.b[site].normal_()
+    row = torch.tensor([2])
+    results = []
+    for fn in (plain, padded):
+        for p in lora.parameters():
+            p.grad = None
+        lora.use_rows(row)
+        nll = fn(x, y, lora)
+        assert lora.running_rows() is row
+        nll[:, -CFG.ttt_chunk_size :].mean(dim=-1).sum().backward()
+        results.append((nll.detach(), [p.grad.clone() for p in lora.parameters()]))
+    (alone, alone_grads), (twice, twice_grads) = results
+    assert twice.shape == alone.shape == (1, tail)
+    torch.testing.assert_close(twice, alone, rtol=1e-6, atol=1e-6)
+    for a, b in zip(alone_grads, twice_grads, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+        assert not b[:, [0, 1, 3]].any()  # only the running row's adapter is trained
+    two = torch.randint(2, CFG.vocab_size, (2, 40))
+    lora.use_rows(torch.tensor([0, 3]))
+    assert torch.equal(padded(two, two, lora), plain(two, two, lora))  # more rows: passed through
+
+
 def test_tail_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
     import importlib.util
 
@@ -447,6 +481,6 @@ def test_the_compiled_forward_never_recompiles_inside_the_eval_timer() -> None:
     after_warm_up = len(compiled)
     result = evaluate_phased_ttt(model, val, CFG, CPU, lambda _line: None, loss_fn=loss_fn)
     torch._dynamo.reset()
-    assert after_warm_up == 2  # one graph for any row count >= 2, one for a single row
+    assert after_warm_up == 1  # one graph for every row count: a single row runs as two
     assert len(compiled) == after_warm_up, "the evaluation recompiled the TTT forward inside the timer"
     assert math.isfinite(result.val_bpb)
