@@ -63,27 +63,41 @@ def synthetic_validation(docs: int, mean_len: float, max_len: int, vocab: int, s
     return ValidationSet(torch.from_numpy(tokens), torch.from_numpy(credit), torch.from_numpy(starts[:-1]))
 
 
+def _looped_model(cfg: Config, device: torch.device, seed: int) -> GPT:
+    """The default-architecture model with its depth loop on, as TTT evaluates it after training."""
+    torch.manual_seed(seed)
+    model = GPT(cfg).to(device)
+    model.set_looping(True)
+    return model
+
+
+def _report_head(benchmark: str, device: torch.device, config: str) -> dict:
+    """The fields every report of this script starts with: what ran, where, with which versions."""
+    return {
+        "benchmark": benchmark,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "config": config,
+    }
+
+
 def run_warmup_only(args: argparse.Namespace) -> dict:
     """Only the TTT compile warm-up, timed, with the graphs it compiles: runs on a CPU at the default
     size too (inductor's C++ backend), where compile time can be compared without a GPU."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = Config() if args.rows is None else dataclasses.replace(Config(), ttt_batch_size=args.rows)
-    torch.manual_seed(args.seed)
-    model = GPT(cfg).to(device)
-    model.set_looping(True)
+    model = _looped_model(cfg, device, args.seed)
     loss_fn = make_ttt_loss_fn(model, ttt_scored_tail(cfg), compile_model=True)
     before = counters["stats"]["unique_graphs"]
     started = time.perf_counter()
     warm_up_ttt_compile(model, loss_fn, cfg, device)
     seconds = time.perf_counter() - started
+    config = "default (PR #1934)" if args.rows is None else f"default, TTT_BATCH_SIZE={args.rows}"
     return {
-        "benchmark": "ttt_warmup",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        **_report_head("ttt_warmup", device, config),
         "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "config": "default (PR #1934)" if args.rows is None else f"default, TTT_BATCH_SIZE={args.rows}",
         "warmup_shapes": [list(shape) for shape in ttt_warmup_shapes(cfg)],
         "warmup_seconds": round(seconds, 1),
         "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - before,
@@ -103,9 +117,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     prefix = max(1, round(args.docs * RECORD_PREFIX_DOCS / RECORD_DOCS))
     cfg = dataclasses.replace(cfg, phased_ttt_prefix_docs=prefix)
     val = synthetic_validation(args.docs, mean_len, max_len, cfg.vocab_size, args.seed)
-    torch.manual_seed(args.seed)
-    model = GPT(cfg).to(device)
-    model.set_looping(True)
+    model = _looped_model(cfg, device, args.seed)
     place = DistEnv(rank=0, world_size=1, local_rank=0, device=device)
     lines: list[str] = []
     graphs = {"start": counters["stats"]["unique_graphs"]}
@@ -125,12 +137,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     per_1000 = 1000.0 * result.seconds / args.docs
     per_mtok = 1e6 * result.seconds / result.token_count
     return {
-        "benchmark": "ttt_eval",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "config": "tiny" if args.tiny else "default (PR #1934)",
+        **_report_head("ttt_eval", device, "tiny" if args.tiny else "default (PR #1934)"),
         "docs": args.docs,
         "prefix_docs": prefix,
         "scored_tokens": result.token_count,

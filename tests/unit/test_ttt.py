@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -256,28 +257,45 @@ def test_global_sgd_trains_on_the_first_scored_documents_of_each_phase(baseline)
         np.testing.assert_array_equal(got, want)
 
 
+def _lora_with_random_b(model: GPT, rows: int) -> LoraSet:
+    """An adapter set whose deltas are not zero (a fresh set's B is), so gradients reach both A and B."""
+    lora = LoraSet.for_model(model, CFG, rows)
+    with torch.no_grad():
+        for site in lora.b:
+            lora.b[site].normal_()
+    return lora
+
+
+def _nll_and_lora_grads(lora: LoraSet, forward: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """`forward()`'s NLL and the LoRA gradients of its per-row mean, summed over rows (the TTT step's loss)."""
+    for p in lora.parameters():
+        p.grad = None
+    nll = forward()
+    nll.mean(dim=-1).sum().backward()
+    return nll.detach(), [p.grad.clone() for p in lora.parameters()]
+
+
+def _assert_same_nll_and_grads(got: tuple, want: tuple) -> None:
+    torch.testing.assert_close(got[0], want[0], rtol=1e-6, atol=1e-6)
+    for g, w in zip(got[1], want[1], strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-7)
+
+
 def test_the_tail_loss_equals_the_whole_windows_tail_and_its_lora_gradients() -> None:
     """TTT computes the head and loss for a window's last chunk only; the numbers must be those of the
     whole-window loss at the same positions, for scoring and for the LoRA step."""
     model = make_model()
     x = torch.randint(2, CFG.vocab_size, (3, 40))
     y = torch.randint(2, CFG.vocab_size, (3, 40))
-    lora = LoraSet.for_model(model, CFG, 3)
-    with torch.no_grad():
-        for site in lora.b:
-            lora.b[site].normal_()
-    results = []
-    for only_last in (None, 12):
-        for p in lora.parameters():
-            p.grad = None
-        nll = model.per_token_loss(x, y, lora=lora.rows_view(), doc_masked=False, only_last=only_last)[:, -12:]
-        nll.mean(dim=-1).sum().backward()
-        results.append((nll.detach(), [p.grad.clone() for p in lora.parameters()]))
-    (whole, whole_grads), (tail, tail_grads) = results
-    assert tail.shape == (3, 12)
-    torch.testing.assert_close(tail, whole, rtol=1e-6, atol=1e-6)
-    for a, b in zip(whole_grads, tail_grads, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    lora = _lora_with_random_b(model, 3)
+
+    def loss(only_last: int | None) -> torch.Tensor:
+        return model.per_token_loss(x, y, lora=lora.rows_view(), doc_masked=False, only_last=only_last)[:, -12:]
+
+    whole = _nll_and_lora_grads(lora, lambda: loss(None))
+    tail = _nll_and_lora_grads(lora, lambda: loss(12))
+    assert tail[0].shape == (3, 12)
+    _assert_same_nll_and_grads(tail, whole)
     assert ttt.ttt_scored_tail(CFG) == min(CFG.ttt_chunk_size, CFG.ttt_eval_seq_len)
 
 
@@ -290,26 +308,15 @@ def test_a_single_row_run_as_two_gives_that_rows_nll_and_lora_gradients() -> Non
     padded = ttt.never_one_row(plain)
     x = torch.randint(2, CFG.vocab_size, (1, 40))
     y = torch.randint(2, CFG.vocab_size, (1, 40))
-    lora = LoraSet.for_model(model, CFG, 4)
-    with torch.no_grad():
-        for site in lora.b:
-            lora.b[site].normal_()
+    lora = _lora_with_random_b(model, 4)
     row = torch.tensor([2])
-    results = []
-    for fn in (plain, padded):
-        for p in lora.parameters():
-            p.grad = None
-        lora.use_rows(row)
-        nll = fn(x, y, lora)
-        assert lora.running_rows() is row
-        nll[:, -CFG.ttt_chunk_size :].mean(dim=-1).sum().backward()
-        results.append((nll.detach(), [p.grad.clone() for p in lora.parameters()]))
-    (alone, alone_grads), (twice, twice_grads) = results
-    assert twice.shape == alone.shape == (1, tail)
-    torch.testing.assert_close(twice, alone, rtol=1e-6, atol=1e-6)
-    for a, b in zip(alone_grads, twice_grads, strict=True):
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
-        assert not b[:, [0, 1, 3]].any()  # only the running row's adapter is trained
+    lora.use_rows(row)
+    alone = _nll_and_lora_grads(lora, lambda: plain(x, y, lora))
+    twice = _nll_and_lora_grads(lora, lambda: padded(x, y, lora))
+    assert lora.running_rows() is row
+    assert twice[0].shape == alone[0].shape == (1, tail)
+    _assert_same_nll_and_grads(twice, alone)
+    assert not any(g[:, [0, 1, 3]].any() for g in twice[1])  # only the running row's adapter is trained
     two = torch.randint(2, CFG.vocab_size, (2, 40))
     lora.use_rows(torch.tensor([0, 3]))
     assert torch.equal(padded(two, two, lora), plain(two, two, lora))  # more rows: passed through
