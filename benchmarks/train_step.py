@@ -6,18 +6,22 @@ Usage:
   python benchmarks/train_step.py --nproc 2             # relaunches itself under torchrun on 2 GPUs
   torchrun --standalone --nproc_per_node=2 benchmarks/train_step.py
   python benchmarks/train_step.py --tiny --steps 4 --loops-at 2   # CPU smoke run
+  python benchmarks/train_step.py --data DATA_DIR --attention torch  # real shards, PyTorch's varlen kernel
 
 One GPU accumulates 8 micro-batches of 98,304 tokens (48 x 2048), the per-call shapes of one rank of 8;
 N GPUs accumulate 8/N each, 786,432 tokens per step in every case. The data are synthetic shards written
 here: BOS-started documents of 560-720 tokens (random ids), the reference benchmark's shape
-(spec/attention.md). Steps before `--loops-at` run without looping, the rest with it; the warm-up
-compiles both first and is timed as compile time. MFU follows spec/README.md: 3 x (2 x matrix weights
-applied + causal attention 2*2*(T/2)*d per block) FLOPs per token against 989 TFLOP/s per H100.
+(spec/attention.md); `--data DIR` times real shards instead (a `golfkit data prepare` folder: real
+documents average ~1,700 tokens, so attention does more work per token). Steps before `--loops-at` run
+without looping, the rest with it; the warm-up compiles both first and is timed as compile time. MFU
+follows spec/README.md: 3 x (2 x matrix weights applied + causal attention 2*2*(T/2)*d per block) FLOPs
+per token against 989 TFLOP/s (the dense bf16 peak of an H100 SXM, and of an H200).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -32,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from record.attention import ATTENTION_BACKENDS, attention_backend_report, uses_varlen
 from record.config import Config, tiny_config
-from record.data import TRAIN_SHARD_NAME, write_shard
+from record.data import TRAIN_SHARD_NAME, list_shards, read_shard, write_shard
 from record.dist import barrier, init_distributed, shutdown_distributed
 from record.model import layer_orders
 from record.train import TrainSession, peak_memory_bytes, seed_everything
@@ -68,6 +73,36 @@ def write_synthetic_shards(data_dir: Path, cfg: Config, num_shards: int, seed: i
         tokens = rng.integers(2, cfg.vocab_size, int(lengths[:total].sum()))
         tokens[np.concatenate(([0], np.cumsum(lengths[: total - 1])))] = 1
         write_shard(shard_dir / TRAIN_SHARD_NAME.format(index), tokens[:SHARD_TOKENS])
+
+
+class StepMark:
+    """A point between steps: a CUDA event on the GPU's timeline (no host sync), the host clock on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.event = torch.cuda.Event(enable_timing=True) if device.type == "cuda" else None
+        if self.event is not None:
+            self.event.record()
+        self.host = time.perf_counter()
+
+    def ms_until(self, later: StepMark) -> float:
+        if self.event is not None:
+            return self.event.elapsed_time(later.event)
+        return 1000.0 * (later.host - self.host)
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def mean_doc_tokens(session: TrainSession) -> float:
+    """Mean document length (tokens per BOS) of the first training shard the run reads."""
+    tokens = read_shard(list_shards(session.cfg.train_files)[0])
+    return tokens.size / max(1, int((tokens == 1).sum()))
 
 
 def benchmark_config(args: argparse.Namespace, data_dir: Path) -> Config:
@@ -161,6 +196,49 @@ def kernel_breakdown(kernels: list[tuple[str, float]], steps: int) -> dict[str, 
     return {family: round(ms, 1) for family, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
+GAP_MIN_US = 20.0  # idle stretches shorter than this are launch latency, not a cause worth naming
+
+
+def idle_gaps(trace: dict, steps: int, top: int = 12) -> dict:
+    """Where the GPU runs no kernel, from a chrome trace: idle ms per step in stretches over GAP_MIN_US,
+    and the host work under those stretches (the CPU ops running at each stretch's midpoint, and the
+    kernels on either side), largest first. A stretch under a host op is the GPU waiting for the host."""
+    events = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
+    device = sorted(
+        (e["ts"], e["ts"] + e.get("dur", 0), e["name"])
+        for e in events
+        if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")
+    )
+    host = [
+        (e["ts"], e["ts"] + e.get("dur", 0), e["name"])
+        for e in events
+        if e.get("cat") in ("cpu_op", "cuda_runtime", "cuda_driver")
+    ]
+    idle_us, by_host, by_pair = 0.0, {}, {}
+    busy_until, previous = None, None
+    for start, end, name in device:
+        if busy_until is not None and start - busy_until > GAP_MIN_US:
+            gap = start - busy_until
+            idle_us += gap
+            middle = busy_until + gap / 2
+            under = sorted({h[2] for h in host if h[0] <= middle <= h[1]}) or ["(no host op: Python)"]
+            for op in under:
+                by_host[op] = by_host.get(op, 0.0) + gap
+            pair = f"{previous[:60]} -> {name[:60]}"
+            by_pair[pair] = by_pair.get(pair, 0.0) + gap
+        if busy_until is None or end > busy_until:
+            busy_until, previous = end, name
+
+    def ranked(table: dict[str, float]) -> dict[str, float]:
+        return {k: round(v / 1000.0 / steps, 2) for k, v in sorted(table.items(), key=lambda kv: -kv[1])[:top]}
+
+    return {
+        "idle_ms_per_step": round(idle_us / 1000.0 / steps, 1),
+        "host_ops_under_idle_ms_per_step": ranked(by_host),
+        "kernel_pairs_around_idle_ms_per_step": ranked(by_pair),
+    }
+
+
 def profile_steps(
     session: TrainSession, steps: int, first_step: int, cfg: Config, sync: Callable[[], None], out: Path
 ) -> dict:
@@ -182,6 +260,10 @@ def profile_steps(
                 session.step(first_step + 1 + i, 1.0)
             sync()
             wall_ms = 1000.0 * (time.perf_counter() - t0)
+        trace = out.with_name(f"{out.stem}_trace_{'loops_on' if looping else 'before_loops'}.json")
+        prof.export_chrome_trace(str(trace))
+        gaps = idle_gaps(json.loads(trace.read_text(encoding="utf-8")), steps)
+        trace.unlink()  # tens of MB; the gap summary keeps what it showed
         events = prof.key_averages()
         kernels = [(e.key, e.self_device_time_total) for e in events if e.device_type.name == "CUDA"]
         kernel_us = sum(micros for name, micros in kernels if name not in NOT_KERNELS)
@@ -198,6 +280,7 @@ def profile_steps(
             "gpu_kernel_ms_per_step": round(kernel_us / 1000.0 / steps, 1),
             "gpu_busy_share": round(kernel_us / 1000.0 / wall_ms, 3) if wall_ms else None,
             "kernel_ms_per_step_by_family": kernel_breakdown(kernels, steps),
+            "idle": gaps,
             "table": path.name,
         }
         print(f"profile {state}: {summary[state]}", flush=True)
@@ -212,6 +295,15 @@ def main() -> int:
     parser.add_argument("--nproc", type=int, default=1, help="GPUs; >1 relaunches this script under torchrun")
     parser.add_argument("--tiny", action="store_true", help="tiny config, CPU allowed (smoke test)")
     parser.add_argument("--data-dir", type=Path, default=None, help="where the synthetic shards go")
+    parser.add_argument(
+        "--data", type=Path, default=None, metavar="DIR", help="time real shards: a `golfkit data prepare` folder"
+    )
+    parser.add_argument(
+        "--attention",
+        choices=ATTENTION_BACKENDS,
+        default=None,
+        help="force an attention backend (default: the trainer's pick, the fastest that runs)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/...)")
     parser.add_argument(
         "--profile",
@@ -226,11 +318,14 @@ def main() -> int:
         return relaunch_under_torchrun(args.nproc)
 
     place = init_distributed()
-    data_dir = args.data_dir or Path(tempfile.gettempdir()) / f"golfkit_train_step_{'tiny' if args.tiny else 'full'}"
+    scratch = Path(tempfile.gettempdir()) / f"golfkit_train_step_{'tiny' if args.tiny else 'full'}"
+    data_dir = args.data or args.data_dir or scratch
     cfg = benchmark_config(args, data_dir).with_runtime(place.rank, place.world_size, place.local_rank)
     if place.device.type != "cuda" and not args.tiny:
         parser.error("the full config needs a GPU; use --tiny for a CPU smoke run")
-    if place.is_main:
+    if args.data is not None and not list_shards(cfg.train_files):
+        parser.error(f"--data {args.data}: no training shards ({cfg.train_files}); run `golfkit data prepare`")
+    if place.is_main and args.data is None:
         write_synthetic_shards(data_dir, cfg, num_shards=2 if args.tiny else 4)
     barrier()
     if place.device.type == "cuda":
@@ -240,6 +335,10 @@ def main() -> int:
     log = print if place.is_main else (lambda _msg: None)
     started = time.perf_counter()
     session = TrainSession(cfg, place, log, compile_model=place.device.type == "cuda")
+    if args.attention is not None:  # before the first call, which compiles the step
+        session.model.attention_backend = args.attention
+        session.varlen = uses_varlen(args.attention, place.device.type)
+    report_attention = attention_backend_report(place.device.type, place.device.index)
     session.warm_up()
     compile_seconds = time.perf_counter() - started
 
@@ -247,17 +346,24 @@ def main() -> int:
         if place.device.type == "cuda":
             torch.cuda.synchronize(place.device)
 
+    # Steps run back to back with no host sync between them, as in training; each step's time is the
+    # GPU's, between events recorded at step boundaries (so idle time the host causes is counted).
     times: dict[bool, list[float]] = {False: [], True: []}
-    for step in range(args.steps):
-        looping = cfg.num_loops > 0 and step >= args.loops_at
+    for looping in (False, True):
+        phase = [step for step in range(args.steps) if (cfg.num_loops > 0 and step >= args.loops_at) == looping]
+        if not phase:
+            continue
         session.set_looping(looping)
         sync()
-        t0 = time.perf_counter()
-        loss = session.step(step, 1.0)
+        marks = [StepMark(place.device)]
+        for step in phase:
+            loss = session.step(step, 1.0)
+            marks.append(StepMark(place.device))
         sync()
-        times[looping].append(1000.0 * (time.perf_counter() - t0))
-        if place.is_main and (step % 10 == 0 or step == args.steps - 1):
-            print(f"step {step} looping:{looping} loss:{loss.item():.4f} ms:{times[looping][-1]:.1f}", flush=True)
+        times[looping] = [a.ms_until(b) for a, b in itertools.pairwise(marks)]
+        if place.is_main:
+            median = statistics.median(times[looping])
+            print(f"looping:{looping} steps:{len(phase)} loss:{loss.item():.4f} median ms:{median:.1f}", flush=True)
 
     out = args.out or default_out(place.device, place.world_size)
     profiles = {}
@@ -276,6 +382,10 @@ def main() -> int:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "attention_backend": session.model.attention_backend,
+        "attention_refused": dict(report_attention.refused),
+        "triton": _dist_version("triton"),
+        "data": f"real shards: {args.data}" if args.data else "synthetic, {}-{} tokens a document".format(*DOC_LENGTHS),
+        "mean_document_tokens": round(mean_doc_tokens(session), 1),
         "config": "tiny" if args.tiny else "default (PR #1934)",
         "tokens_per_step": cfg.train_batch_tokens,
         "grad_accum_steps": place.grad_accum_steps,

@@ -1,4 +1,4 @@
-"""Document-masked causal attention: one interface, three backends, chosen once per process.
+"""Document-masked causal attention: one interface, four backends, chosen once per process.
 
 Rows hold several documents packed back to back, each starting with a BOS token; a token may attend
 only to earlier tokens of its own document. The backends, fastest first:
@@ -7,8 +7,14 @@ only to earlier tokens of its own document. The backends, fastest first:
   entry points are autograd Functions that torch.compile cannot trace, so the forward and backward are
   registered as torch custom ops (opaque to the compiler, with fake shapes and an autograd formula).
 - `fa3`: FlashAttention-3's `flash_attn_interface.flash_attn_varlen_func`, what the reference imports.
+- `torch`: PyTorch's own `torch.nn.attention.varlen.varlen_attn` (torch >= 2.10, CUDA): no extra
+  install, runs on Ampere too.
 - `sdpa`: torch's scaled_dot_product_attention with a block-diagonal causal boolean mask built from the
   document ids: exact, runs anywhere (CPU, other GPUs), slower.
+
+Every import happens once, eagerly, when the backend is picked (`attention_backend_report`): compiled
+code only calls functions already loaded, so nothing is imported inside a torch.compile trace. The pick
+logs which backend runs and, for each faster one refused, why.
 
 Varlen kernels see the batch as one long sequence cut at `cu_seqlens` (every document start, and every
 row start, so documents never cross rows). `attention_per_document_ref` is the plain exact definition
@@ -22,6 +28,7 @@ import importlib
 import inspect
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +40,9 @@ from record.errors import RecordError
 
 # The token that starts every document (SentencePiece's <s> in the record's tokenizer).
 DOC_BOS_ID = 1
-ATTENTION_BACKENDS = ("fa4", "fa3", "sdpa")
+ATTENTION_BACKENDS = ("fa4", "fa3", "torch", "sdpa")  # fastest first
+# Backends whose kernels exist only on CUDA: a model moved to the CPU computes the same attention with SDPA.
+CUDA_ONLY_BACKENDS = ("fa4", "torch")
 
 
 @dataclass(frozen=True)
@@ -122,10 +131,11 @@ def _sdpa_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout) -> T
 # --- FlashAttention-4 as opaque custom ops ---------------------------------------------------------
 
 
-def _attn_call_with_known_kwargs(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call `fn`, passing only the keyword arguments its version accepts (FA4's signature drifts)."""
+def _known_kwargs(fn: Any, **kwargs: Any) -> dict[str, Any]:
+    """The keyword arguments `fn`'s version accepts (FA4's signature drifts between betas); read once,
+    at registration, so no call pays for `inspect`."""
     accepted = inspect.signature(fn).parameters
-    return fn(*args, **{key: value for key, value in kwargs.items() if key in accepted})
+    return {key: value for key, value in kwargs.items() if key in accepted}
 
 
 @functools.cache
@@ -141,21 +151,14 @@ def _fa4_ops() -> Any:
         message=r"Argument aux_data \(position \d+\) cannot be converted to a JitArgument",
         category=UserWarning,
     )
+    fwd_flags = _known_kwargs(interface._flash_attn_fwd, causal=True, return_lse=True)
+    bwd_takes_max = "max_seqlen_q" in _known_kwargs(interface._flash_attn_bwd, max_seqlen_q=0)
 
     @torch.library.custom_op("golfkit::fa4_varlen_fwd", mutates_args=())
     def fa4_varlen_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> tuple[Tensor, Tensor]:
-        result = _attn_call_with_known_kwargs(
-            interface._flash_attn_fwd,
-            q,
-            k,
-            v,
-            cu_seqlens_q=cu_seqlens,
-            cu_seqlens_k=cu_seqlens,
-            max_seqlen_q=max_seqlen,
-            max_seqlen_k=max_seqlen,
-            softmax_scale=1.0 / math.sqrt(q.shape[-1]),
-            causal=True,
-            return_lse=True,
+        seqs = {"cu_seqlens_q": cu_seqlens, "cu_seqlens_k": cu_seqlens, "max_seqlen_q": max_seqlen}
+        result = interface._flash_attn_fwd(
+            q, k, v, **seqs, max_seqlen_k=max_seqlen, softmax_scale=1.0 / math.sqrt(q.shape[-1]), **fwd_flags
         )
         return result[0], result[1]
 
@@ -168,20 +171,10 @@ def _fa4_ops() -> Any:
     def fa4_varlen_bwd(
         grad_out: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, cu_seqlens: Tensor, max_seqlen: int
     ) -> tuple[Tensor, Tensor, Tensor]:
-        dq, dk, dv = _attn_call_with_known_kwargs(
-            interface._flash_attn_bwd,
-            q,
-            k,
-            v,
-            out,
-            grad_out,
-            lse,
-            softmax_scale=1.0 / math.sqrt(q.shape[-1]),
-            causal=True,
-            cu_seqlens_q=cu_seqlens,
-            cu_seqlens_k=cu_seqlens,
-            max_seqlen_q=max_seqlen,
-            max_seqlen_k=max_seqlen,
+        seqs = {"cu_seqlens_q": cu_seqlens, "cu_seqlens_k": cu_seqlens}
+        seqs |= {"max_seqlen_q": max_seqlen, "max_seqlen_k": max_seqlen} if bwd_takes_max else {}
+        dq, dk, dv = interface._flash_attn_bwd(
+            q, k, v, out, grad_out, lse, softmax_scale=1.0 / math.sqrt(q.shape[-1]), causal=True, **seqs
         )[:3]
         return dq, dk, dv
 
@@ -203,61 +196,140 @@ def _fa4_ops() -> Any:
     return fa4_varlen_fwd
 
 
+# --- FlashAttention-3 and PyTorch's varlen kernel: loaded eagerly, called from compiled code ---------
+
+# name -> the loaded callable (q, k, v, cu_seqlens, max_seqlen) -> out. Filled by `_load_backend` outside
+# any trace; compiled code only reads it (a dict lookup Dynamo guards on), never imports.
+_LOADED_VARLEN: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]] = {}
+
+
+def _fa3_varlen() -> Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]:
+    module = importlib.import_module("flash_attn_interface")
+    varlen = module.flash_attn_varlen_func
+
+    def call(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+        out = varlen(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, causal=True)
+        return out[0] if isinstance(out, tuple) else out  # some FA3 versions also return the LSE
+
+    return call
+
+
+def _torch_varlen() -> Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]:
+    """torch.nn.attention.varlen.varlen_attn. Its keywords differ by release: torch 2.11 has no
+    `enable_gqa` (the KV heads are repeated here) and takes causality as `window_size=(-1, 0)`."""
+    varlen = importlib.import_module("torch.nn.attention.varlen").varlen_attn
+    accepted = inspect.signature(varlen).parameters
+    causal = {"is_causal": True} if "is_causal" in accepted else {"window_size": (-1, 0)}
+    native_gqa = "enable_gqa" in accepted
+
+    def call(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
+        gqa = q.shape[1] != k.shape[1]
+        if gqa and not native_gqa:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        extra = {"enable_gqa": True} if gqa and native_gqa else {}
+        return varlen(q, k, v, cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, **causal, **extra)
+
+    return call
+
+
+def _load_backend(name: str) -> None:
+    """Import a backend's kernels (once). Raises whatever the import raises: the pick reports it."""
+    if name == "fa4":
+        _fa4_ops()
+    elif name in ("fa3", "torch") and name not in _LOADED_VARLEN:
+        _LOADED_VARLEN[name] = _fa3_varlen() if name == "fa3" else _torch_varlen()
+
+
 def _varlen_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, backend: str) -> Tensor:
     rows, seq_len, heads, dim = q.shape
     if layout.cu_seqlens is None:
         raise RecordError("attention", f"the {backend} backend needs cu_seqlens", "build the layout with them")
+    # Eager callers may come here first; under torch.compile the pick has already loaded the backend.
+    if not torch.compiler.is_compiling():
+        _load_backend(backend)
     flat = [t.reshape(rows * seq_len, t.shape[2], dim).contiguous() for t in (q, k, v)]
     if backend == "fa4":
-        # Register the ops eagerly (import + custom_op must not be traced); under torch.compile they
-        # were registered by the warm-up, and `torch.ops` lookups trace into one opaque node.
-        if not torch.compiler.is_compiling():
-            _fa4_ops()
         out = torch.ops.golfkit.fa4_varlen_fwd(*flat, layout.cu_seqlens, layout.max_seqlen)[0]
     else:
-        fa3 = importlib.import_module("flash_attn_interface")
-        cu, n = layout.cu_seqlens, layout.max_seqlen
-        out = fa3.flash_attn_varlen_func(*flat, cu, cu, n, n, causal=True)
-        out = out[0] if isinstance(out, tuple) else out
+        out = _LOADED_VARLEN[backend](*flat, layout.cu_seqlens, layout.max_seqlen)
     return out.reshape(rows, seq_len, heads, dim)
+
+
+def uses_varlen(backend: str, device_type: str) -> bool:
+    """Whether `backend` on this device reads cu_seqlens (else SDPA's document-id mask is used)."""
+    return backend != "sdpa" and (device_type == "cuda" or backend not in CUDA_ONLY_BACKENDS)
 
 
 def doc_causal_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, backend: str = "sdpa") -> Tensor:
     """Causal attention within documents. q [B, T, H, D]; k, v [B, T, Hkv, D] (GQA) -> [B, T, H, D]."""
-    if backend == "sdpa" or q.device.type != "cuda":
+    if not uses_varlen(backend, q.device.type):
         return _sdpa_doc_attention(q, k, v, layout)
     return _varlen_doc_attention(q, k, v, layout, backend)
 
 
-def _attn_backend_works(name: str, device: torch.device) -> bool:
-    """Import the backend and run it once on a tiny input (catches missing kernels for this GPU)."""
+# --- the pick: the fastest backend that imports and computes the definition here ---------------------
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """The backend that runs, and for each faster one the one-line reason it was refused."""
+
+    name: str
+    refused: tuple[tuple[str, str], ...] = ()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
+def _backend_refusal(name: str, device: torch.device) -> str | None:
+    """Why `name` cannot run on `device` (None: it runs). It is imported, then run once on a tiny
+    two-document input and compared with the definition, so a kernel that loads but computes wrong
+    (or has no code for this GPU) is refused too."""
+    if device.type != "cuda":
+        return "needs a CUDA GPU"
+    major, minor = torch.cuda.get_device_capability(device)
+    if name == "fa4" and major < 9:
+        return f"needs compute capability 9.0 or newer (this GPU: {major}.{minor})"
+    if name == "fa3" and major != 9:
+        return f"FlashAttention-3 runs on Hopper (9.x) only (this GPU: {major}.{minor})"
     try:
+        _load_backend(name)
         g = torch.Generator(device=device).manual_seed(0)
-        q = torch.randn(1, 128, 2, 64, device=device, dtype=torch.bfloat16, generator=g)
+        q, k, v = (torch.randn(1, 128, h, 64, device=device, dtype=torch.bfloat16, generator=g) for h in (4, 2, 2))
         tokens = torch.zeros(1, 128, dtype=torch.long, device=device)
         tokens[0, 64] = DOC_BOS_ID
-        layout = doc_layout(tokens)  # exact starts: the GPU tests exercise padded ones
-        got = doc_causal_attention(q, q[:, :, :1], q[:, :, :1], layout, name)
-        return bool(torch.isfinite(got).all())
-    except Exception:  # any failure (import, JIT, unsupported arch) means "use the next backend"
-        return False
+        layout = doc_layout(tokens)
+        got = doc_causal_attention(q, k, v, layout, name).float()
+        want = attention_per_document_ref(q, k, v, layout.doc_ids).float()
+    except ModuleNotFoundError as exc:
+        return f"not installed (no module {exc.name!r})"
+    except Exception as exc:  # any failure (JIT, missing arch, driver) refuses this backend
+        return f"failed a test run: {_first_line(exc)}"
+    error = float((got - want).abs().max())
+    if not error < 5e-2:
+        return f"differs from the definition on a test input (max abs error {error:.3g})"
+    return None
 
 
 @functools.cache
+def attention_backend_report(device_type: str, device_index: int | None = None) -> BackendReport:
+    """Try the backends fastest first on this device; called once at startup, the result logged."""
+    refused = []
+    if device_type == "cuda":
+        device = torch.device("cuda", device_index)
+        for name in ATTENTION_BACKENDS[:-1]:
+            reason = _backend_refusal(name, device)
+            if reason is None:
+                return BackendReport(name, tuple(refused))
+            refused.append((name, reason))
+    else:
+        refused = [(name, "needs a CUDA GPU") for name in ATTENTION_BACKENDS[:-1]]
+    return BackendReport("sdpa", tuple(refused))
+
+
 def pick_attention_backend(device_type: str, device_index: int | None = None) -> str:
-    """The fastest backend that imports and runs here; called once at startup, the result logged."""
-    if device_type != "cuda":
-        return "sdpa"
-    device = torch.device("cuda", device_index)
-    if torch.cuda.get_device_capability(device)[0] >= 9:
-        for name in ("fa4", "fa3"):
-            if _attn_backend_works(name, device):
-                return name
-    return "sdpa"
-
-
-def available_attention_backends(device: torch.device) -> list[str]:
-    """Every backend that works on `device` (the GPU tests compare each with the definition)."""
-    if device.type != "cuda":
-        return ["sdpa"]
-    return [name for name in ATTENTION_BACKENDS if name == "sdpa" or _attn_backend_works(name, device)]
+    """The fastest backend that runs here (see `attention_backend_report`)."""
+    return attention_backend_report(device_type, device_index).name

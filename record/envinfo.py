@@ -24,7 +24,12 @@ from record.logkeys import fmt_version_line
 
 ENVINFO_IMAGE_FILE = "/etc/golfkit-image"  # written by docker/Dockerfile: base image ref and lock sha256
 ENVINFO_NOT_INSTALLED = "not installed"
-ENVINFO_ATTENTION_PACKAGES = {"fa3": ("flash_attn_3", "flash-attn-3"), "fa4": ("flash-attn-4",), "sdpa": ()}
+ENVINFO_ATTENTION_PACKAGES = {
+    "fa3": ("flash_attn_3", "flash-attn-3"),
+    "fa4": ("flash-attn-4",),
+    "torch": ("torch",),  # torch.nn.attention.varlen ships with torch itself
+    "sdpa": (),
+}
 _ENVINFO_LRZIP_VERSION = re.compile(r"lrzip version (?P<version>\S+)")
 
 

@@ -281,6 +281,15 @@ def fmt_size_report(fields: Mapping[str, object]) -> str:
     return "size_report " + " ".join(f"{key}:{value}" for key, value in fields.items())
 
 
+def fmt_attention_backend(name: str) -> str:
+    return f"attention_backend: {name}"
+
+
+def fmt_attention_refused(name: str, reason: str) -> str:
+    """A faster attention backend that was tried and not used, with why (record/attention.py)."""
+    return f"attention_backend_refused: {name}: {reason}"
+
+
 def fmt_version_line(name: str, value: str) -> str:
     """`Running NAME VALUE`: one version the run used (record/envinfo.py), in the reference's own
     `Running Python ...` / `Running PyTorch ...` form so every log reader already understands it."""

@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from record.attention import DOC_BOS_ID, DocLayout, doc_causal_attention, doc_layout, pick_attention_backend
+from record.attention import (
+    DOC_BOS_ID,
+    DocLayout,
+    doc_causal_attention,
+    doc_layout,
+    pick_attention_backend,
+    uses_varlen,
+)
 from record.config import Config
 from record.errors import RecordError
 from record.kernels import (
@@ -241,7 +248,7 @@ class GPT(nn.Module):
         return pick_attention_backend(device.type, device.index)
 
     def _layout(self, inputs: Tensor, doc_masked: bool, cu_seqlens: Tensor | None) -> DocLayout:
-        varlen = inputs.device.type == "cuda" and self._backend(inputs.device) != "sdpa"
+        varlen = uses_varlen(self._backend(inputs.device), inputs.device.type)
         return doc_layout(inputs, doc_masked=doc_masked, cu_seqlens=cu_seqlens, with_cu_seqlens=varlen)
 
     def _fused(self, device: torch.device) -> bool:

@@ -21,7 +21,13 @@ import torch
 from torch import Tensor
 
 from record.artifact import preflight_compressor
-from record.attention import cu_seqlens_from_tokens, doc_starts, pick_attention_backend
+from record.attention import (
+    BackendReport,
+    attention_backend_report,
+    cu_seqlens_from_tokens,
+    doc_starts,
+    uses_varlen,
+)
 from record.config import Config
 from record.data import TrainBatchLoader, ValidationSet, list_shards, load_validation, read_shard
 from record.dist import (
@@ -37,6 +43,8 @@ from record.errors import RecordError
 from record.eval_phase import run_evaluation_phase
 from record.evaluate import autocast_for, run_diagnostic_eval, sync_clock
 from record.logkeys import (
+    fmt_attention_backend,
+    fmt_attention_refused,
     fmt_ema_applying,
     fmt_gptq_reserve,
     fmt_layer_loop,
@@ -97,12 +105,16 @@ def _running_source() -> str:
     )
 
 
-def describe_run(cfg: Config, attention_backend: str, log: RunLog) -> None:
-    """Style rule 9: settings and versions on the console; source and nvidia-smi in the file only."""
+def describe_run(cfg: Config, attention: BackendReport, log: RunLog) -> None:
+    """Style rule 9: settings and versions on the console; source and nvidia-smi in the file only.
+    The attention backend that runs is named, and each faster one that was refused, with why."""
     for line in cfg.hyperparameter_lines():
         log(line)
-    for line in version_lines(collect_versions(attention_backend=attention_backend)):
+    for line in version_lines(collect_versions(attention_backend=attention.name)):
         log(line)
+    log(fmt_attention_backend(attention.name))
+    for name, reason in attention.refused:
+        log(fmt_attention_refused(name, reason))
     log("=" * 100, console=False)
     log(_running_source(), console=False)
     log("=" * 100, console=False)
@@ -152,7 +164,7 @@ def place_model(model: GPT, place: DistEnv) -> GPT:
     model = model.to(place.device)
     if place.device.type == "cuda":
         model.tok_emb.weight.data = model.tok_emb.weight.data.bfloat16()
-    model.attention_backend = pick_attention_backend(place.device.type, place.device.index)
+    model.attention_backend = attention_backend_report(place.device.type, place.device.index).name
     return model
 
 
@@ -194,7 +206,7 @@ class TrainSession:
         else:
             self.step_model = self.model
         self.compiled = compile_model
-        self.varlen = place.device.type == "cuda" and self.model.attention_backend != "sdpa"
+        self.varlen = uses_varlen(self.model.attention_backend, place.device.type)
         self.opts = OptimizerSet(self.model, cfg, orthogonalize=make_orthogonalizer(compile_model))
         self.schedule = TrainingSchedule.from_config(cfg)
         self.tokens_per_micro = cfg.train_batch_tokens // (place.world_size * place.grad_accum_steps)
@@ -336,7 +348,7 @@ def train_model(
             if stop_after is not None and step < cfg.iterations:
                 log(fmt_stopping_early(clock.elapsed_ms(), step, cfg.iterations))
             break
-        frac = budget.fraction(step, clock.elapsed_ms())
+        frac = budget.fraction(step, clock.elapsed_ms(sync=False))
         settings = session.schedule.lookup(step, frac)
         if settings.looping and not model.looping:
             session.set_looping(True)
@@ -344,8 +356,9 @@ def train_model(
         train_loss = session.step(step, settings.lr_scale)
         ema.update()
         step += 1
-        elapsed = clock.elapsed_ms()
-        if cfg.train_log_every > 0 and (step <= 5 or step % cfg.train_log_every == 0 or stop_after is not None):
+        logging = cfg.train_log_every > 0 and (step <= 5 or step % cfg.train_log_every == 0 or stop_after is not None)
+        elapsed = clock.elapsed_ms(sync=logging)  # no sync on other steps: see TrainClock
+        if logging:
             mean_loss = all_reduce_avg_(train_loss.clone()).item()
             log(
                 fmt_train_step(
@@ -377,7 +390,7 @@ def run_program(cfg: Config, place: DistEnv, log: RunLog, compile_model: bool) -
         torch.backends.cudnn.allow_tf32 = True
         torch.set_float32_matmul_precision("high")
     session = TrainSession(cfg, place, log, compile_model)
-    describe_run(cfg, session.model.attention_backend, log)
+    describe_run(cfg, attention_backend_report(place.device.type, place.device.index), log)
     val = load_validation(cfg, seq_len=cfg.eval_seq_len, with_bytes=cfg.caseops_enabled)
     luts = None
     if not cfg.caseops_enabled:

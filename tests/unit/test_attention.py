@@ -7,7 +7,6 @@ import torch
 from record.attention import (
     DOC_BOS_ID,
     attention_per_document_ref,
-    available_attention_backends,
     cu_seqlens_from_tokens,
     doc_causal_attention,
     doc_layout,
@@ -53,9 +52,7 @@ def test_every_backend_here_matches_the_per_document_definition():
     q, k, v = _qkv(0)
     layout = doc_layout(_tokens())
     want = attention_per_document_ref(q, k, v, layout.doc_ids)
-    backends = available_attention_backends(q.device)
-    assert "sdpa" in backends
-    for backend in backends:
+    for backend in ("sdpa", "fa3", "fa4", "torch"):  # on the CPU the varlen kernels fall back to SDPA
         got = doc_causal_attention(q, k, v, layout, backend)
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=backend)
 
