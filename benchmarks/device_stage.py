@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +32,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from golfkit.pins import LOCK, parse_lock  # noqa: E402
+from packaging.utils import canonicalize_name  # noqa: E402
+
+from golfkit.pins import LOCK, lock_requirers, parse_lock  # noqa: E402
 
 INDEX_URL = "https://pypi.org/simple"
 PYTHON = "3.12"
@@ -55,38 +56,10 @@ DEBS = ("lrzip", "liblz4-1", "liblzo2-2", "libbz2-1.0")
 SPLIT_BYTES = 46 * 2**20
 SPLIT_SIZE = "46M"
 
-_PACKAGE_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==")
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirers(lock_text: str) -> dict[str, set[str]]:
-    """For each locked package, the packages that require it (uv's `# via` lines under it)."""
-    via: dict[str, set[str]] = {}
-    current = None
-    in_via = False
-    for line in lock_text.splitlines():
-        if m := _PACKAGE_LINE.match(line):
-            current, in_via = _canonical(m["name"]), False
-            via[current] = set()
-            continue
-        stripped = line.strip()
-        if current is None or not stripped.startswith("#"):
-            continue
-        comment = stripped.lstrip("#").strip()
-        if comment.startswith("via"):
-            in_via = True
-            comment = comment.removeprefix("via").strip()
-        if in_via and comment and not comment.startswith("-r ") and "(" not in comment:
-            via[current].add(_canonical(comment))
-    return via
-
 
 def closure(roots: Iterable[str], via: dict[str, set[str]]) -> set[str]:
     """roots and every package they require, directly or not."""
-    found = {_canonical(r) for r in roots}
+    found = {canonicalize_name(r) for r in roots}
     todo = list(found)
     while todo:
         parent = todo.pop()
@@ -98,8 +71,8 @@ def closure(roots: Iterable[str], via: dict[str, set[str]]) -> set[str]:
 
 
 def staged_packages(lock_text: str) -> list[str]:
-    via = requirers(lock_text)
-    wanted = closure(ROOTS, via) - closure(BOX_PROVIDES, via) - {_canonical(s) for s in SKIP}
+    via = lock_requirers(lock_text)
+    wanted = closure(ROOTS, via) - closure(BOX_PROVIDES, via) - {canonicalize_name(s) for s in SKIP}
     missing = wanted - via.keys()
     if missing:
         raise SystemExit(f"device_stage: {LOCK} lacks {', '.join(sorted(missing))} (rerun docker/lock.py)")
@@ -133,7 +106,7 @@ def download_wheels(names: list[str], lock_text: str, dest: Path) -> list[Path]:
         ]  # fmt: skip
         subprocess.run(command, check=True)
     wheels = sorted(dest.glob("*.whl"))
-    by_name = {_canonical(w.name.split("-")[0]): w for w in wheels}
+    by_name = {canonicalize_name(w.name.split("-")[0]): w for w in wheels}
     for name in names:
         wheel = by_name.get(name)
         if wheel is None:

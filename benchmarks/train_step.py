@@ -18,6 +18,7 @@ applied + causal attention 2*2*(T/2)*d per block) FLOPs per token against 989 TF
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -44,6 +45,14 @@ SHARD_TOKENS = 4_000_000
 # The reference program measured the same way on one H100 80GB HBM3 (spec/attention.md), FA4 for FA3.
 REFERENCE_H100_MS_PER_STEP = {"before_loops": 689.0, "loops_on": 1029.0}
 SKIP_FIRST = 2  # steps of each phase left out of the statistics (allocator and cache settling)
+
+
+def _triton_version() -> str | None:
+    """The installed Triton, or None: results record it beside torch (tests/unit/test_docker_pins.py)."""
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def flops_per_token(cfg: Config, looping: bool) -> float:
@@ -274,6 +283,7 @@ def main() -> int:
         "gpu_count": gpus,
         "world_size": place.world_size,
         "torch": torch.__version__,
+        "triton": _triton_version(),
         "cuda": torch.version.cuda,
         "attention_backend": session.model.attention_backend,
         "config": "tiny" if args.tiny else "default (PR #1934)",
