@@ -21,6 +21,7 @@ per token against 989 TFLOP/s (the dense bf16 peak of an H100 SXM, and of an H20
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import json
 import os
@@ -49,6 +50,14 @@ SHARD_TOKENS = 4_000_000
 # The reference program measured the same way on one H100 80GB HBM3 (spec/attention.md), FA4 for FA3.
 REFERENCE_H100_MS_PER_STEP = {"before_loops": 689.0, "loops_on": 1029.0}
 SKIP_FIRST = 2  # steps of each phase left out of the statistics (allocator and cache settling)
+
+
+def _triton_version() -> str | None:
+    """The installed Triton, or None: results record it beside torch (tests/unit/test_docker_pins.py)."""
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def flops_per_token(cfg: Config, looping: bool) -> float:
@@ -88,15 +97,6 @@ class StepMark:
         if self.event is not None:
             return self.event.elapsed_time(later.event)
         return 1000.0 * (later.host - self.host)
-
-
-def _dist_version(name: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return None
 
 
 def mean_doc_tokens(session: TrainSession) -> float:
@@ -380,10 +380,10 @@ def main() -> int:
         "gpu_count": gpus,
         "world_size": place.world_size,
         "torch": torch.__version__,
+        "triton": _triton_version(),
         "cuda": torch.version.cuda,
         "attention_backend": session.model.attention_backend,
         "attention_refused": dict(report_attention.refused),
-        "triton": _dist_version("triton"),
         "data": f"real shards: {args.data}" if args.data else "synthetic, {}-{} tokens a document".format(*DOC_LENGTHS),
         "mean_document_tokens": round(mean_doc_tokens(session), 1),
         "config": "tiny" if args.tiny else "default (PR #1934)",

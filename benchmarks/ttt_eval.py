@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import importlib.metadata
 import json
 import math
 import platform
@@ -48,6 +49,14 @@ RECORD_TARGETS = 47_851_520
 RECORD_PREFIX_DOCS = 2_000
 RECORD_LONGEST_DOC = 97_114
 RECORD_GPUS = 8
+
+
+def _triton_version() -> str | None:
+    """The installed Triton, or None: results record it beside torch (tests/unit/test_docker_pins.py)."""
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def synthetic_validation(docs: int, mean_len: float, max_len: int, vocab: int, seed: int) -> ValidationSet:
@@ -78,6 +87,7 @@ def _report_head(benchmark: str, device: torch.device, config: str) -> dict:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "triton": _triton_version(),
         "python": platform.python_version(),
         "config": config,
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import platform
 import statistics
@@ -36,6 +37,14 @@ from record.config import Config, tiny_config  # noqa: E402
 from record.evaluate import autocast_for  # noqa: E402
 from record.model import GPT  # noqa: E402
 from record.ttt import LoraSet  # noqa: E402
+
+
+def _triton_version() -> str | None:
+    """The installed Triton, or None: results record it beside torch (tests/unit/test_docker_pins.py)."""
+    try:
+        return importlib.metadata.version("triton")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def one_step(model: GPT, lora: LoraSet, x: torch.Tensor, y: torch.Tensor, chunk: int, tail: int | None) -> torch.Tensor:
@@ -101,6 +110,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
+        "triton": _triton_version(),
         "config": "tiny" if args.tiny else "default",
         "attention_backend": pick_attention_backend(device.type, device.index),
         "rows": rows,

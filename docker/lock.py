@@ -9,8 +9,9 @@ It resolves pyproject.toml's dependencies, its `train` extra and docker/requirem
 for CPython 3.12 on x86_64 Linux (glibc 2.39, Ubuntu 24.04's), the image's interpreter, whatever
 machine runs it. uv reads PyPI's metadata without downloading the multi-gigabyte wheels and records
 the sha256 of every file of each pinned release; a direct URL in the .in file is downloaded once to
-hash it. Afterwards it prints whatever the Dockerfile labels or docker/README.md still need changing
-(the same check as tests/unit/test_docker_pins.py).
+hash it. Afterwards it prints whatever the Dockerfile labels or docker/README.md still need changing,
+and a torch or Triton that differs from the newest GPU result in benchmarks/results/ (the same checks
+as tests/unit/test_docker_pins.py).
 """
 
 from __future__ import annotations
@@ -69,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {output.relative_to(REPO)}")
 
     sys.path.insert(0, str(REPO))
-    from golfkit.pins import consistency_problems
+    from golfkit.pins import consistency_problems, gpu_stack_problems
 
-    problems = consistency_problems(REPO)
+    problems = consistency_problems(REPO) + gpu_stack_problems(REPO)
     for problem in problems:
         print(f"lock.py: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,11 @@ USAGE = (
     "Usage: nox -s docker -- build [--image TAG] [DOCKER BUILD ARGS...] | "
     "run|shell [--image TAG] [--data DIR] [--outputs DIR] [--hf-cache DIR] [--compile-cache DIR] [--gpus SPEC] "
     "[--env NAME=VALUE]... [-- IMAGE ARGS...]"
+)
+# Said in one line when the `docker` command is missing (nox -s docker on a machine without Docker).
+NO_DOCKER_FIX = (
+    "install Docker Engine, https://docs.docker.com/engine/install/, and for run/shell the NVIDIA "
+    "Container Toolkit; or put the docker command on PATH"
 )
 GPU_RUN_FLAGS = ("--ipc=host", "--ulimit", "memlock=-1", "--ulimit", "stack=67108864")
 # The compile cache keeps torch.compile's (inductor, Triton) results between containers: a first seed
@@ -144,7 +150,8 @@ def mounted_host_dirs(command: Sequence[str]) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the docker command for `ACTION ARGS...`, create the host folders it mounts, and run it."""
+    """Print the docker command for `ACTION ARGS...`, create the host folders it mounts, and run it.
+    Without a `docker` command on PATH it says so in one line and returns 2, having created nothing."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         print(USAGE, file=sys.stderr)
@@ -154,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = docker_command(args[0], args[1:], repo_root)
     except GolfkitError as exc:
         print(f"golfkit docker: {exc.one_line()}", file=sys.stderr)
+        return 2
+    if shutil.which(command[0]) is None:
+        missing = GolfkitError(command[0], "command not found on PATH", NO_DOCKER_FIX)
+        print(f"golfkit docker: {missing.one_line()}", file=sys.stderr)
         return 2
     # docker would create missing host folders itself, owned by root; create them as the caller.
     for host_dir in mounted_host_dirs(command):

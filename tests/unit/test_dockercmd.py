@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import subprocess
+import sys
 from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
 
+from golfkit import dockercmd
 from golfkit.dockercmd import DEFAULT_IMAGE, docker_command, main, mounted_host_dirs
 from golfkit.errors import GolfkitError
 
@@ -98,3 +102,32 @@ def test_main_refuses_bad_input_without_running_docker() -> None:
         assert main(["push"]) == 2
     assert "Usage: nox -s docker -- build" in err.getvalue()
     assert "golfkit docker: docker: unknown action 'push'" in err.getvalue()
+
+
+@pytest.mark.parametrize("action", ["build", "run", "shell"])
+def test_without_docker_main_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, action: str) -> None:
+    monkeypatch.setattr(dockercmd.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(dockercmd.subprocess, "run", lambda *a, **k: pytest.fail("ran docker"))
+    monkeypatch.setattr(dockercmd, "mounted_host_dirs", lambda command: pytest.fail("created host folders"))
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main([action]) == 2
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith("golfkit docker: docker: command not found on PATH (install Docker Engine")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("nox") is None, reason="nox is not installed")
+def test_nox_docker_build_without_docker_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """The session as a user runs it, with a PATH that holds no docker (nor anything else)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "docker", "--", "build"],
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if "docker" in line and "not found" in line]
+    assert line.startswith("golfkit docker: docker: command not found on PATH")

@@ -25,9 +25,10 @@ def _verify(folder: Path) -> list[str]:
 def test_a_log_with_another_torch_is_flagged() -> None:
     (line,) = _verify(FIXTURE)
     assert line.startswith("GK201 WARN versions match the pinned image: train_seed1.log: ")
-    assert "torch 2.11.0+cu130 (image pins 2.9.1+cu128)" in line
-    assert "cuda 13.0 (image pins 12.8)" in line
-    assert "triton 3.6.0 (image pins 3.5.1)" in line
+    # The fixture's log ran the reference record's stack (torch 2.9.1 for CUDA 12.8, Triton 3.5.1, FA3).
+    assert "torch 2.9.1+cu128 (image pins 2.11.0+cu130)" in line
+    assert "cuda 12.8 (image pins 13.0)" in line
+    assert "triton 3.5.1 (image pins 3.6.0)" in line
     assert "flashattention fa3 3.0.0 (image pins fa4 4.0.0b36)" in line
     assert "lrzip" not in line  # 0.651 is the pinned upstream version
 
@@ -37,7 +38,7 @@ def test_a_log_written_in_the_image_passes(tmp_path: Path) -> None:
     versions = {
         "Python": "3.12.3",
         "PyTorch": pins["torch"],
-        "CUDA": "12.8",
+        "CUDA": "13.0",
         "Triton": pins["triton"],
         "FlashAttention": f"fa4 {pins['flash-attn-4']}",
         "lrzip": "0.651",
@@ -56,4 +57,4 @@ def test_logs_with_the_same_finding_are_named_together(tmp_path: Path) -> None:
         (tmp_path / f"train_seed{seed}.log").write_text(text)
     shutil.copyfile(FIXTURE / "train_seed1.log", tmp_path / "train_seed1.log")
     (line,) = _verify(tmp_path)
-    assert ": train_seed1.log, train_seed2.log: torch 2.11.0+cu130" in line
+    assert ": train_seed1.log, train_seed2.log: torch 2.9.1+cu128" in line
