@@ -111,8 +111,37 @@ def run_warmup_only(args: argparse.Namespace) -> dict:
         "warmup_shapes": [list(shape) for shape in ttt_warmup_shapes(cfg)],
         "warmup_seconds": round(seconds, 1),
         "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - before,
+        "compile_seconds_by_stage": compile_stage_seconds(),
         "date": datetime.date.today().isoformat(),
     }
+
+
+# The compile stages worth reading, outermost first (torch._dynamo.utils.compile_times' names).
+COMPILE_STAGES = (
+    "_compile.compile_inner",
+    "bytecode_tracing",
+    "aot_trace_joint_graph",
+    "min_cut_rematerialization_partition",
+    "compile_fx.<locals>.fw_compiler_base",
+    "compile_fx.<locals>.bw_compiler",
+    "GraphLowering.run",
+    "Scheduler.__init__",
+    "Scheduler.fused_nodes",
+    "Scheduler.codegen",
+    "GraphLowering.codegen",
+    "async_compile.wait",
+    "PyCodeCache.load_by_key_path",
+)
+
+
+def compile_stage_seconds() -> dict[str, float]:
+    """Seconds per compile stage, summed over the graphs compiled so far: where the warm-up goes."""
+    from torch._dynamo.utils import compile_times
+
+    table = compile_times(repr="csv", aggregate=True)
+    names, values = table if isinstance(table, tuple) else ([], [])
+    seconds = dict(zip(names, values, strict=False))
+    return {name: round(float(seconds[name]), 1) for name in COMPILE_STAGES if name in seconds}
 
 
 def run_benchmark(args: argparse.Namespace) -> dict:
