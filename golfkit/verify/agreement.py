@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from golfkit.stats import mean
-from golfkit.verify.folder import SeedRun
+from golfkit.verify.folder import SeedRun, per_seed_section
 
 DERIVED_TOLERANCE = 0.01
 
@@ -136,11 +136,7 @@ def _compare(
 
 def per_seed_results(submission: dict) -> dict[str, dict] | None:
     """The per-seed section under whichever key the author used."""
-    for key in ("seed_results", "seeds"):
-        section = submission.get(key)
-        if isinstance(section, dict) and all(isinstance(v, dict) for v in section.values()):
-            return section
-    return None
+    return per_seed_section(submission)
 
 
 def stated_seeds(submission: dict) -> list[str] | None:
