@@ -51,6 +51,8 @@ GPTQ_SECONDS = re.compile(
 )
 GPTQ_RESERVING = re.compile(rf"^gptq:reserving (?P<amount>{NUMBER})(?P<unit>ms|s)\b")
 GPU_LAUNCH = re.compile(r"\b(?P<count>\d+) ?x ?(?P<model>(?:NVIDIA )?[A-Z]\d{2,3}[A-Za-z]*)\b")
+# Short setting names of the ternary record's summary line (`params:73685840 L:10 ... ws:8 ga:1 s:42`).
+SHORT_SETTING_KEYS = {"s": "seed", "ws": "world_size", "ga": "grad_accum_steps"}
 # Markers of an evaluation of the unquantized (EMA) weights: a diagnostic, never the score.
 PRE_QUANT_MARKERS = ("pre-quant", "post_ema")
 # Progress lines that repeat the score printed on the next line (`ttt_sliding:done` -> `legal_ttt`).

@@ -221,8 +221,10 @@ def _read_early_line(scan: _Scan, line: str, line_no: int) -> bool:
     elif score := early.split_score_line(line):
         return _read_score(scan, *score, line_no)
     elif early.SETTINGS_LINE.match(line) or early.KV_SETTINGS_LINE.match(line):
-        for key, value in early.fields(line).items():
-            scan.settings.setdefault(key, value)
+        # Settings are printed before training; later `key:value` lines are events (`swa:start step:5950`).
+        if not (scan.train_curve or scan.val_curve or scan.stop):
+            for key, value in early.fields(line).items():
+                scan.settings.setdefault(early.SHORT_SETTING_KEYS.get(key, key), value)
     else:
         return False
     return True
