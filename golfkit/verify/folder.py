@@ -187,10 +187,8 @@ def _judged_rerun(root: Path, seed: int, logs: list[RunRecord], folder: RecordFo
     chosen = named_in(per_seed) if per_seed is not None else []
     if len(chosen) != 1:
         chosen = named_in(submission)
-    if len(chosen) != 1 and isinstance(per_seed, dict) and "val_bpb" in per_seed:
-        stated = Decimal(str(per_seed["val_bpb"]))
-        half_unit = Decimal(1).scaleb(stated.as_tuple().exponent) / 2
-        chosen = [r for r in logs if abs(Decimal(repr(r.val_bpb)) - stated) <= half_unit]
+    if len(chosen) != 1 and isinstance(per_seed, dict):
+        chosen = [r for r in logs if _states(per_seed, r)]
     if len(chosen) != 1:
         return None
     others = ", ".join(str(r.log.relative_to(root)) for r in logs if r is not chosen[0])
@@ -199,6 +197,22 @@ def _judged_rerun(root: Path, seed: int, logs: list[RunRecord], folder: RecordFo
         f"(also reported: {others})"
     )
     return chosen[0]
+
+
+def _states(per_seed: dict, rec: RunRecord) -> bool:
+    """Whether every per-seed number stated (val_bpb, val_loss, steps) is this log's, to its digits."""
+    compared = 0
+    for key, actual in (("val_bpb", rec.val_bpb), ("val_loss", rec.val_loss), ("steps", rec.steps)):
+        stated = per_seed.get(key)
+        if isinstance(stated, int | float | Decimal) and not isinstance(stated, bool) and actual is not None:
+            written = Decimal(str(stated))
+            if not written.is_finite():
+                return False
+            half_unit = Decimal(1).scaleb(min(written.as_tuple().exponent, 0)) / 2
+            if abs(Decimal(repr(actual)) - written) > half_unit:
+                return False
+            compared += 1
+    return compared > 0
 
 
 def _strings(value: object) -> list[str]:
