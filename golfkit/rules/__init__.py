@@ -38,6 +38,8 @@ class Rules:
     config_ignore_keys: tuple[str, ...]
     config_ignore_suffixes: tuple[str, ...]
     forced_stop_keys: tuple[str, ...]
+    gpu_model: str | None = None  # every seed must run on this GPU (a substring of the logged name)
+    gpu_count: int | None = None  # ... and this many of them
     source: str = ""  # the file these rules came from
 
     def config_key_ignored(self, key: str) -> bool:
@@ -79,12 +81,16 @@ def _resolve(name_or_path: str | Path | None) -> Path:
     )
 
 
+# Keys added after rule files were first written: a file without them leaves the check they feed off.
+OPTIONAL_KEYS = ("gpu_model", "gpu_count")
+
+
 def _build(path: Path, data: dict) -> Rules:
     known = {f.name for f in fields(Rules)} - {"source"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise GolfkitError(path, f"unknown rule key {unknown[0]!r}", f"known keys: {', '.join(sorted(known))}")
-    missing = sorted(known - set(data))
+    missing = sorted(known - set(data) - set(OPTIONAL_KEYS))
     if missing:
         raise GolfkitError(path, f"missing rule key {missing[0]!r}", "every key of track_10min_16mb.yaml is required")
     sig = data["significance"]
@@ -101,11 +107,22 @@ def _build(path: Path, data: dict) -> Rules:
             config_ignore_keys=tuple(str(x) for x in data["config_ignore_keys"]),
             config_ignore_suffixes=tuple(str(x) for x in data["config_ignore_suffixes"]),
             forced_stop_keys=tuple(str(x) for x in data["forced_stop_keys"]),
+            gpu_model=_optional(data.get("gpu_model"), str),
+            gpu_count=_optional(data.get("gpu_count"), int),
             source=str(path),
         )
     except (TypeError, ValueError, KeyError) as exc:
         raise GolfkitError(path, f"malformed rule value ({exc})", "numbers for limits, lists for keys") from None
 
 
-def _optional(value: object, kind: type) -> int | float | None:
+def track_rules_name(name: str) -> str | None:
+    """The rule file stem for a track named in a folder path or submission.json (`track_10min_16mb`,
+    `10min_16mb`), or None when no rule file has that name."""
+    for stem in (name, f"track_{name}"):
+        if stem.startswith("track_") and (RULES_DIR / f"{stem}.yaml").is_file():
+            return stem
+    return None
+
+
+def _optional(value: object, kind: type) -> int | float | str | None:
     return None if value is None else kind(value)

@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from golfkit.rules import Rules, load_rules
+from golfkit.rules import Rules, load_rules, track_rules_name
 from golfkit.stats import Significance, mean, significance
 from golfkit.verify.baseline import load_baseline
-from golfkit.verify.checks import Check, Outcome, VerifyContext, run_checks
+from golfkit.verify.checks import Check, Outcome, VerifyContext, all_checks, run_checks
 from golfkit.verify.folder import RecordFolder, SeedRun, load_folder
+from golfkit.verify.reproduce import Reproduction, compare
+
+# Checks that need a PR folder's README.md / submission.json, which a bare runs directory does not have.
+FOLDER_ONLY_CHECKS = ("GK101", "GK111")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,8 @@ class VerifyReport:
     rules: Rules
     results: list[tuple[Check, Outcome]]
     significance: Significance | None
+    rules_from: str = ""  # why these rules: "--rules", "the folder's path", "submission.json", "default"
+    reproduction: Reproduction | None = None
 
     @property
     def runs(self) -> list[SeedRun]:
@@ -54,12 +60,24 @@ def verify_folder(
     baseline: str | Path | None = None,
     rules: Rules | str | Path | None = None,
     require_code: bool = True,
+    against: str | Path | None = None,
+    tolerance: float | None = None,
 ) -> VerifyReport:
     """Run every check on a record folder. Raises GolfkitError when the input is unusable (no folder,
-    a truncated log, a bad baseline or rule file); rule violations are in the report, not raised."""
-    rules = rules if isinstance(rules, Rules) else load_rules(rules)
+    a truncated log, a bad baseline or rule file); rule violations are in the report, not raised.
+
+    Without `rules`, the track is the folder's (`records/track_non_record_16mb/...`), else the one its
+    submission.json names (`"track": "non_record_16mb"`), else the 10-minute track. With `against`
+    (a published submission.json), the folder is a reproduction: a runs directory without README.md
+    and submission.json is checked on its logs alone, and GK115 compares it seed by seed."""
     folder = load_folder(path)
+    rules, rules_from = _rules_for(folder, rules)
     ctx = VerifyContext(folder=folder, rules=rules, require_code=require_code)
+    checks = all_checks()
+    if against is not None:
+        ctx.reproduction = compare(against, folder.runs, rules, tolerance)
+        if folder.submission is None and "README.md" not in folder.files:
+            checks = [c for c in checks if c.id not in FOLDER_ONLY_CHECKS]
     if baseline is not None and rules.significance is not None and len(folder.runs) >= 2:
         losses = [r.val_loss for r in folder.runs]
         nats_per_bpb = mean(losses) / mean([r.val_bpb for r in folder.runs])
@@ -68,7 +86,28 @@ def verify_folder(
         ctx.significance = significance(
             losses, base.losses, rules.significance.min_improvement_nats, rules.significance.p_value
         )
-    return VerifyReport(folder=folder, rules=rules, results=run_checks(ctx), significance=ctx.significance)
+    return VerifyReport(
+        folder=folder,
+        rules=rules,
+        results=run_checks(ctx, checks),
+        significance=ctx.significance,
+        rules_from=rules_from,
+        reproduction=ctx.reproduction,
+    )
+
+
+def _rules_for(folder: RecordFolder, rules: Rules | str | Path | None) -> tuple[Rules, str]:
+    if isinstance(rules, Rules):
+        return rules, "given"
+    if rules is not None:
+        return load_rules(rules), "--rules"
+    for part in reversed(folder.path.resolve().parts):
+        if part.startswith("track_") and (name := track_rules_name(part)) is not None:
+            return load_rules(name), f"the folder's path ({part}/)"
+    track = (folder.submission or {}).get("track")
+    if isinstance(track, str) and (name := track_rules_name(track)) is not None:
+        return load_rules(name), f'submission.json ("track": "{track}")'
+    return load_rules(None), "default"
 
 
 __all__ = ["VerifyReport", "verify_folder"]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from golfkit.stats import mean
-from golfkit.verify.folder import SeedRun
+from golfkit.verify.folder import SeedRun, per_seed_section
 
 DERIVED_TOLERANCE = 0.01
 
@@ -136,11 +136,7 @@ def _compare(
 
 def per_seed_results(submission: dict) -> dict[str, dict] | None:
     """The per-seed section under whichever key the author used."""
-    for key in ("seed_results", "seeds"):
-        section = submission.get(key)
-        if isinstance(section, dict) and all(isinstance(v, dict) for v in section.values()):
-            return section
-    return None
+    return per_seed_section(submission)
 
 
 def stated_seeds(submission: dict) -> list[str] | None:
@@ -196,8 +192,22 @@ def submission_mismatches(submission: dict, runs: list[SeedRun]) -> tuple[list[s
         for key, candidates in table.items():
             if key in submission:
                 extra = _mean_of_stated(section, MEAN_OF_STATED.get(key))
+                before = len(out)
                 compared += _compare("", key, submission[key], [*candidates, *extra], derived, out)
+                if len(out) > before and (one := _one_seeds_value(key, submission[key], scored)):
+                    out[-1] += f"; it is {one}, not the mean of {len(scored)} logs"
     return out, compared
+
+
+def _one_seeds_value(key: str, stated: object, runs: list[SeedRun]) -> str:
+    """Which single seed's value a stated mean is (early records stated their first run's score)."""
+    per_seed = MEAN_OF_STATED.get(key)
+    if per_seed not in ("val_bpb", "val_loss") or not _is_number(stated) or len(runs) < 2:
+        return ""
+    for run in runs:
+        if agrees(stated, PER_SEED[per_seed](run)[0]):
+            return f"seed {run.seed}'s alone ({run.train.log.name})"
+    return ""
 
 
 def _mean_of_stated(section: dict[str, dict], per_seed_key: str | None) -> list[float]:

@@ -19,6 +19,7 @@ from golfkit.rules import Rules
 from golfkit.stats import Significance
 from golfkit.verify.agreement import submission_mismatches
 from golfkit.verify.folder import RecordFolder, SeedRun
+from golfkit.verify.reproduce import Reproduction
 
 Status = Literal["pass", "fail", "skip"]
 Severity = Literal["error", "warning"]
@@ -51,6 +52,7 @@ class VerifyContext:
     require_code: bool = True
     significance: Significance | None = None  # None when no baseline was given
     baseline_label: str = ""
+    reproduction: Reproduction | None = None  # None when no --against was given
 
     @property
     def runs(self) -> list[SeedRun]:
@@ -138,6 +140,13 @@ def check_artifact_size(ctx: VerifyContext) -> Outcome:
     return passed(f"max {_fmt_bytes(max(sizes))}, slack {_fmt_bytes(cap - max(sizes))}")
 
 
+def _train_time_text(run: SeedRun) -> str:
+    t, gptq = run.train.train_time_with_gptq_s, run.train.gptq_calibration_s
+    if gptq is None:
+        return f"{t:.3f} s"
+    return f"{t:.3f} s ({run.train.train_time_s:.3f} s + {gptq:g} s GPTQ calibration)"
+
+
 def check_train_time(ctx: VerifyContext) -> Outcome:
     """Stop training (GPTQ calibration included) before the limit on every seed: lower the
     wallclock cap or reserve more time for quantization."""
@@ -146,19 +155,20 @@ def check_train_time(ctx: VerifyContext) -> Outcome:
         return skipped("this track has no training time limit")
     problems, times = [], []
     for r in ctx.runs:
-        t = r.train.train_time_s
+        t = r.train.train_time_with_gptq_s
         if t is None:
             problems.append(f"seed {r.seed}: the log reports no training time ({ctx.log_name(r)})")
         elif t >= limit:
             problems.append(
-                f"seed {r.seed}: training took {t:.3f} s, {t - limit:.3f} s over the {limit:g} s limit "
-                f"({ctx.log_name(r)})"
+                f"seed {r.seed}: training took {_train_time_text(r)}, {t - limit:.3f} s over the {limit:g} s "
+                f"limit ({ctx.log_name(r)})"
             )
         else:
-            times.append(t)
+            times.append((t, r))
     if problems:
         return failed("; ".join(problems))
-    return passed(f"max {max(times):.3f} s of {limit:g} s")
+    worst = max(times, key=lambda tr: tr[0])
+    return passed(f"max {_train_time_text(worst[1])} of {limit:g} s")
 
 
 def check_forced_stop(ctx: VerifyContext) -> Outcome:
@@ -195,6 +205,78 @@ def check_eval_time(ctx: VerifyContext) -> Outcome:
     if problems:
         return failed("; ".join(problems))
     return passed(f"max {max(times):.1f} s of {limit:g} s")
+
+
+def check_run_settings(ctx: VerifyContext) -> Outcome:
+    """Train on the track's hardware (its GPU model and count), with a wallclock cap no longer than
+    the limit, and reserve at least the GPTQ calibration time out of that cap."""
+    rules, problems, seen = ctx.rules, [], []
+    for r in ctx.runs:
+        t, where = r.train, f"seed {r.seed}"
+        if rules.gpu_model is not None and t.gpu_model is not None and rules.gpu_model not in t.gpu_model:
+            problems.append(f"{where}: ran on {t.gpu_model}, the track needs {rules.gpu_model}")
+        if rules.gpu_count is not None and t.gpu_count is not None and t.gpu_count != rules.gpu_count:
+            problems.append(f"{where}: ran on {t.gpu_count} GPUs, the track needs {rules.gpu_count}")
+        limit = rules.train_time_limit_s
+        if limit is not None and t.max_wallclock_s is not None and t.max_wallclock_s > limit:
+            problems.append(f"{where}: max_wallclock_seconds {t.max_wallclock_s:g} exceeds the {limit:g} s limit")
+        reserve, gptq = t.gptq_reserve_s, t.gptq_calibration_s
+        if problem := _reserve_problem(limit, t.max_wallclock_s, reserve, gptq):
+            problems.append(f"{where}: {problem}")
+        gpus = f"{t.gpu_count or '?'}x {t.gpu_model or 'GPU model not logged'}"
+        seen.append(f"{gpus}, cap {_num_or_dash(t.max_wallclock_s)} s, GPTQ reserve {_num_or_dash(reserve)} s")
+    if problems:
+        return failed("; ".join(problems))
+    if not any(r.train.gpu_model or r.train.gpu_count or r.train.max_wallclock_s for r in ctx.runs):
+        return skipped("the logs record no GPU, wallclock cap or GPTQ reserve")
+    return passed("; ".join(sorted(set(seen))))
+
+
+def _reserve_problem(limit: float | None, cap: float | None, reserve: float | None, gptq: float | None) -> str:
+    """Why a run's GPTQ reserve lets training plus calibration run past `limit`, or "" when it does not.
+
+    Training stops at cap - reserve, then calibrates: that must end within the limit. A log that does
+    not report the calibration time is judged on its reserve alone (none at all, with a cap at the limit,
+    always overruns)."""
+    if limit is None or reserve is None:
+        return ""
+    end = None if cap is None else cap - reserve + (gptq or 0.0)
+    if gptq is not None and reserve < gptq and (end is None or end > limit):
+        return f"reserves {reserve:g} s for GPTQ calibration that took {gptq:g} s"
+    if gptq is None and reserve <= 0 and cap is not None and cap >= limit:
+        return f"gptq_reserve_seconds {reserve:g} with a {cap:g} s cap: no time left for GPTQ calibration"
+    return ""
+
+
+def _num_or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def check_code_matches_file(ctx: VerifyContext) -> Outcome:
+    """Ship the train_gpt.py the seeds ran: its size must be the code bytes the logs count (the file
+    itself, or for a log that counts `(compressed)` and `(uncompressed)` bytes, either form)."""
+    code = ctx.folder.path / "train_gpt.py"
+    if not code.is_file():
+        return skipped("no train_gpt.py in the folder")
+    counted = {r.train.code_bytes for r in ctx.runs if r.train.code_bytes is not None}
+    if not counted:
+        return skipped("no log counts its code bytes")
+    size = code.stat().st_size
+    accepted = counted | {r.train.code_bytes_uncompressed for r in ctx.runs if r.train.code_bytes_uncompressed}
+    if size in accepted:
+        return passed(f"train_gpt.py is {_fmt_bytes(size)}, as the logs count")
+    counts = ", ".join(_fmt_bytes(c) for c in sorted(counted))
+    gap = size - min(counted)
+    return failed(f"train_gpt.py is {_fmt_bytes(size)} but the logs count {counts} of code ({gap:+,} B)")
+
+
+def check_reproduction(ctx: VerifyContext) -> Outcome:
+    """Re-run the seeds that differ (same code, same seed, the track's hardware) or explain the gap:
+    a reproduction must give each published seed's val_bpb within the stated tolerance."""
+    rep = ctx.reproduction
+    if rep is None:
+        return skipped("no --against given")
+    return passed(rep.summary()) if rep.ok else failed(rep.summary())
 
 
 def _odd_ones_out(values: dict[int, str]) -> list[tuple[int, str, str, list[int]]]:
@@ -268,12 +350,22 @@ def check_significance(ctx: VerifyContext) -> Outcome:
     text = (
         f"vs {ctx.baseline_label}: mean val_loss {sig.candidate_mean:.5f} vs {sig.baseline_mean:.5f} "
         f"(improvement {sig.improvement:.5f} nats, need > {sig.margin:g}); one-sample t={one.t:.3f} "
-        f"p={one.p:.3g}"
+        f"p={decisive_p(one.p, one.alpha)}"
     )
     if sig.welch is not None:
-        text += f"; Welch t={sig.welch.t:.3f} p={sig.welch.p:.3g} df={sig.welch.df:.1f}"
+        text += f"; Welch t={sig.welch.t:.3f} p={decisive_p(sig.welch.p, one.alpha)} df={sig.welch.df:.1f}"
     text += f"; decided by the {sig.policy} at p < {one.alpha:g}"
     return passed(text) if sig.significant else failed(text)
+
+
+def decisive_p(p: float, alpha: float) -> str:
+    """`p` with the digits that put it on its side of `alpha`: 0.0099 and 0.0101 print as such, never
+    both as 0.01 (three significant digits, more while the printed value would equal alpha)."""
+    for digits in range(3, 17):
+        text = f"{p:.{digits}g}"
+        if float(text) != alpha or p == alpha:
+            return text
+    return repr(p)
 
 
 CHECKS: list[Check] = [
@@ -289,6 +381,9 @@ CHECKS: list[Check] = [
     Check("GK110", "same code on every seed", check_same_code),
     Check("GK111", "submission.json agrees with the logs", check_submission_agrees),
     Check("GK112", "significant improvement over the baseline", check_significance),
+    Check("GK113", "hardware, wallclock cap and GPTQ reserve within the track", check_run_settings),
+    Check("GK114", "train_gpt.py is the code the logs count", check_code_matches_file),
+    Check("GK115", "reproduces the published result", check_reproduction),
 ]
 
 # Modules with more checks (each defines `CHECKS: list[Check]`); missing modules are passed over.

@@ -25,7 +25,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rules",
         metavar="PATH_OR_NAME",
-        help="rule file or track name (default track_10min_16mb; also track_non_record_16mb)",
+        help="rule file or track name (default: the track of the folder's path or its submission.json, "
+        "else track_10min_16mb)",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="PUBLISHED_JSON",
+        help="compare this reproduction seed by seed with a published submission.json (GK115)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        metavar="BPB",
+        help="per-seed val_bpb tolerance for --against (default: the track's record margin in bpb)",
     )
     parser.add_argument(
         "--no-code",
@@ -35,7 +47,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    report = verify_folder(args.record_dir, baseline=args.baseline, rules=args.rules, require_code=not args.no_code)
+    report = verify_folder(
+        args.record_dir,
+        baseline=args.baseline,
+        rules=args.rules,
+        require_code=not args.no_code,
+        against=args.against,
+        tolerance=args.tolerance,
+    )
     if args.json:
         json.dump(to_json(report), out, indent=2)
         out.write("\n")

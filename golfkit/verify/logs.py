@@ -14,12 +14,9 @@ from pathlib import Path
 from golfkit.errors import GolfkitError
 from golfkit.logparse import parse_log
 from golfkit.rules import Rules, load_rules
-from golfkit.verify import VerifyReport
+from golfkit.verify import FOLDER_ONLY_CHECKS, VerifyReport
 from golfkit.verify.checks import VerifyContext, all_checks, run_checks
 from golfkit.verify.folder import RecordFolder, SeedRun
-
-# Checks that need a PR folder's README.md / submission.json, which bare logs do not have.
-FOLDER_ONLY_CHECKS = ("GK101", "GK111")
 
 
 def verify_logs(logs: Sequence[str | Path], rules: Rules | str | Path | None = None) -> VerifyReport:

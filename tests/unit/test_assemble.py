@@ -275,7 +275,7 @@ def test_real_record_logs_make_a_folder_verify_and_validate_accept(shared_data: 
     source = shared_data / "records" / REAL_RECORD
     stated = json.loads((source / "submission.json").read_text())
     code = tmp_path / "train_gpt.py"
-    code.write_text("print('stand-in for the bundled record program')\n")
+    code.write_text("#" * 31998 + "\n")  # stand-in of the 31,999 code bytes the logs count (GK114)
     logs = [source / f"train_seed{seed}.log" for seed in stated["seeds"]]
     target = assemble_record(
         logs,
@@ -294,7 +294,8 @@ def test_real_record_logs_make_a_folder_verify_and_validate_accept(shared_data: 
     )
     assert _cli("validate", "--profile", "strict", str(target / "submission.json"))[0] == 0
     report = verify_folder(target)
-    assert report.ok, [(c.id, o.detail) for c, o in report.failures]
+    # The record's own timing problem, and only it: 0.5 s reserved for 4.6-4.9 s of GPTQ calibration.
+    assert {c.id for c, _ in report.failures} == {"GK106", "GK113"}, [(c.id, o.detail) for c, o in report.failures]
     built = json.loads((target / "submission.json").read_text())
     for seed, entry in stated["seed_results"].items():
         for key in ("val_bpb", "val_loss", "artifact_bytes", "steps", "eval_time_s"):

@@ -12,7 +12,8 @@ from golfkit.logparse import parse_log
 from golfkit.verify.logs import FOLDER_ONLY_CHECKS, verify_logs
 from golfkit.verify.report import to_text
 
-RECORD = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
+# 2026-04-27 (our reference) no longer passes: 0.5 s reserved for 4.6-4.9 s of GPTQ calibration (GK106).
+RECORD = "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT"
 SEEDS = (0, 42, 1234)
 
 
