@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from record.config import Config, tiny_config
-from record.data import TRAIN_SHARD_NAME, write_shard
+from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
+from golfkit.presets import tiny_config
+from record.config import Config
 from record.dist import barrier, init_distributed, shutdown_distributed
 from record.model import layer_orders
 from record.train import TrainSession, peak_memory_bytes, seed_everything
