@@ -112,6 +112,11 @@ def fmt_code_size(kind: str, num_bytes: int) -> str:
     return f"Code size ({kind}): {num_bytes} bytes"
 
 
+def fmt_code_size_note(note: str) -> str:
+    """Why the code size above is only an estimate (run as a package without python-minifier; ours)."""
+    return f"Code size note: {note}"
+
+
 def fmt_gptq_collecting() -> str:
     return "GPTQ:collecting Hessians from calibration data..."
 
