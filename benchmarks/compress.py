@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +25,11 @@ import torch
 from record.artifact import deserialize_artifact, serialize_artifact_detailed
 from record.config import Config
 from record.model import GPT
-from record.quant import quantize_state_dict, round_to_nearest_weight, unbank_state_dict
+from record.quant import quantize_state_dict, unbank_state_dict
+
+# The round-to-nearest baseline is a test helper (the record never runs it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "unit"))
+from quant_helpers import round_to_nearest_weight
 
 FAMILY_STD = {"tok_emb": 0.02, "qo_bank": 0.035, "kv_bank": 0.035, "mlp_up_bank": 0.03, "mlp_down_bank": 0.02}
 

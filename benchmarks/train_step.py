@@ -37,9 +37,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
+from golfkit.presets import tiny_config
 from record.attention import ATTENTION_BACKENDS, attention_backend_report, uses_varlen
-from record.config import Config, tiny_config
-from record.data import TRAIN_SHARD_NAME, list_shards, read_shard, write_shard
+from record.config import Config
+from record.data import list_shards, read_shard
 from record.dist import barrier, init_distributed, shutdown_distributed
 from record.model import layer_orders
 from record.train import TrainSession, peak_memory_bytes, seed_everything

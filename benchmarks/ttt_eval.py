@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from record.config import Config, tiny_config  # noqa: E402
+from golfkit.presets import tiny_config  # noqa: E402
+from record.config import Config  # noqa: E402
 from record.data import ValidationSet  # noqa: E402
 from record.dist import DistEnv  # noqa: E402
 from record.eval_phase import run_ttt_evaluation, ttt_warmup_shapes, warm_up_ttt_compile  # noqa: E402

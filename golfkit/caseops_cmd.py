@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TextIO
 
+from golfkit.caseops import caseops_decode, caseops_encode
 from golfkit.errors import GolfkitError
-from record.caseops import caseops_decode, caseops_encode
 from record.errors import RecordError
 
 

@@ -14,23 +14,51 @@ Layout written under OUT (what `DATA_DIR=OUT` expects):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from golfkit.errors import GolfkitError
+from golfkit.tokenizer import DocumentTokenizer
 from record.config import DATASET_NAME
-from record.data import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
+from record.data import SHARD_HEADER_BYTES, SHARD_HEADER_INTS, SHARD_MAGIC, SHARD_VERSION
 from record.errors import RecordError
-from record.tokenizer import BOS_ID, DocumentTokenizer, load_tokenizer
+from record.tokenizer import BOS_ID, load_tokenizer
 
 DEFAULT_SHARD_TOKENS = 10_000_000  # the published shards' size
 DEFAULT_VAL_DOCS = 50_000  # the published split (docs_val in its manifest)
 DOCS_PER_BATCH = 256  # documents tokenized together (SentencePiece batches them in C++)
+
+# Shard files (the format is record/data.py's, which reads them).
+SHARD_MAX_TOKENS = (2**31 - 1 - SHARD_HEADER_BYTES) // 2  # the count must fit the int32 header field
+TRAIN_SHARD_NAME = "fineweb_train_{:06d}.bin"
+VAL_SHARD_NAME = "fineweb_val_{:06d}.bin"
+VAL_BYTES_SHARD_NAME = "fineweb_val_bytes_{:06d}.bin"
+
+
+def write_shard(path: str | os.PathLike[str], tokens: Any) -> None:
+    """Write `tokens` (ints in [0, 65535]) as one shard. The file appears complete or not at all (it
+    is written beside its final name and renamed), so an interrupted run never leaves a short shard."""
+    values = np.asarray(tokens)
+    if values.ndim != 1:
+        raise RecordError(path, f"tokens must be one-dimensional, got shape {values.shape}", "flatten them")
+    if values.size > SHARD_MAX_TOKENS:
+        raise RecordError(path, f"{values.size} tokens do not fit one shard", "write several shards")
+    if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+        raise RecordError(path, "token values must lie in [0, 65535] (uint16)", "check the tokenizer")
+    header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
+    header[:3] = (SHARD_MAGIC, SHARD_VERSION, values.size)
+    target = Path(path)
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "wb") as handle:
+        handle.write(header.tobytes())
+        handle.write(values.astype("<u2", copy=False).tobytes())
+    os.replace(partial, target)
 
 
 class ShardWriter:

@@ -178,7 +178,7 @@ def prepare_demo_data(data_dir: Path, out: TextIO) -> DemoData:
 
     from golfkit.dataprep import prepare_shards
     from golfkit.demo_corpus import demo_documents
-    from record.tokenizer import train_demo_tokenizer
+    from golfkit.tokenizer import train_demo_tokenizer
 
     started = time.monotonic()
     (data_dir / MANIFEST_NAME).unlink(missing_ok=True)  # incomplete until the manifest is written again

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from golfkit import logformats as early
 from golfkit.errors import GolfkitError
-from record.logkeys import HYPERPARAMETER_INDENT, LOG_PATTERNS
+from golfkit.logpatterns import LOG_PATTERNS
+from record.logkeys import HYPERPARAMETER_INDENT
 
 _SEED_IN_NAME = re.compile(r"seed_?(\d+)")
 _VERSION_LINE = re.compile(r"^Running (?P<name>[A-Za-z][\w-]*) (?P<value>\S.*?)\s*$")

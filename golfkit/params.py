@@ -9,9 +9,12 @@ refused with the closest known one.
 from __future__ import annotations
 
 import argparse
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from golfkit.errors import GolfkitError
+
+if TYPE_CHECKING:
+    from record.config import Config
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +33,10 @@ def _parse_settings(settings: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from record.config import Config, tiny_config
+    from golfkit.presets import tiny_config
+    from record.config import Config
     from record.errors import RecordError
     from record.logkeys import fmt_model_params
-    from record.model import count_parameters
 
     overrides = _parse_settings(args.settings)
     try:
@@ -45,3 +48,14 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(line, file=out)
     print(fmt_model_params(count), file=out)
     return 0
+
+
+def count_parameters(cfg: Config) -> int:
+    """Parameter count of GPT(cfg), built on the meta device (no memory, about a millisecond)."""
+    import torch
+
+    from record.model import GPT
+
+    with torch.device("meta"):
+        model = GPT(cfg)
+    return sum(p.numel() for p in model.parameters())

@@ -218,7 +218,7 @@ def config_differences(logged: Mapping[str, str], planned: Mapping[str, str], ru
 
 def planned_hyperparameters(plan: RunPlan, cfg: Any) -> dict[str, str]:
     """The `Hyperparameters:` dump each seed of the plan will log, as logparse reads a dump back."""
-    from record.logkeys import LOG_PATTERNS
+    from golfkit.logpatterns import LOG_PATTERNS
 
     runtime = cfg.with_runtime(rank=0, world_size=plan.nproc, local_rank=0)
     dump = {}

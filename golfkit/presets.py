@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from golfkit.runplan import RunPlan
+from record.config import Config
 
-# The demo's model: record.config.tiny_config's shape (4 layers, loops on layers 1-2, a parallel last
+# The demo's model: tiny_config's shape (below; 4 layers, loops on layers 1-2, a parallel last
 # layer) at width 144, fed by a 512-piece CaseOps tokenizer trained on the demo corpus. Width 144 is the
 # smallest round width whose MLP and embedding matrices exceed quant.PASSTHROUGH_MAX_NUMEL (65,536), so
 # GPTQ (int6 MLP, int7 embedding), LQER and the per-group lrzip streams all run, as in the record.
@@ -118,3 +119,31 @@ def assemble_kwargs(plan: RunPlan, logs: list[Path], code: Path) -> dict[str, An
     if demo:
         kwargs["hardware"] = f"CPU ({os.cpu_count() or 1} cores, 1 process)"
     return kwargs
+
+
+def tiny_config(**overrides: Any) -> Config:
+    """A model small enough for CPU tests and the demo that still exercises every feature:
+    depth recurrence (layers 1-2), a U-Net skip, a two-lane parallel block and GQA."""
+    values: dict[str, Any] = {
+        "vocab_size": 512,
+        "num_layers": 4,
+        "model_dim": 64,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "rope_dims": 8,
+        "loop_start": 1,
+        "loop_end": 2,
+        "num_loops": 2,
+        "parallel_start_layer": 3,
+        "xsa_last_n": 4,
+        "train_seq_len": 128,
+        "eval_seq_len": 128,
+        "rope_train_seq_len": 128,
+        "train_batch_tokens": 8 * 128 * 4,
+        "val_batch_tokens": 8 * 128 * 4,
+        "ttt_lora_rank": 4,
+        "ttt_lora_alpha": 6.0,
+        "ttt_eval_seq_len": 128,
+    }
+    values.update(overrides)
+    return Config(**values)

@@ -10,7 +10,6 @@ BUNDLE_ORDER: tuple[str, ...] = (
     "envinfo",
     "config",
     "dist",
-    "caseops",
     "tokenizer",
     "data",
     "kernels",

@@ -62,7 +62,6 @@ from record.sizes import CodeSize, build_size_report, code_size_of_running_progr
 
 ARTIFACT_MAGIC = b"GKQA"
 ARTIFACT_VERSION = 1
-SUBMISSION_CAP_BYTES = 16_000_000  # decimal, code + model (the challenge's rule)
 
 # Matrix families compressed as their own lrzip streams, in stream order; names are the per-layer
 # suffix (or the top-level name for tok_emb) of the `.q` codes.
@@ -370,11 +369,6 @@ class SerializedArtifact:
     streams: list[StreamSize] = field(default_factory=list)
 
 
-def serialize_artifact(qm: QuantizedModel, cfg: Config) -> bytes:
-    """The artifact bytes for COMPRESSOR=cfg.compressor (see the module docstring)."""
-    return serialize_artifact_detailed(qm, cfg.compressor).blob
-
-
 def serialize_artifact_detailed(qm: QuantizedModel, compressor: str, workers: int = 7) -> SerializedArtifact:
     meta = _artifact_meta(qm)
     jobs: list[tuple[str, int, bytes, int]] = []  # name, codec, raw, lgwin
@@ -404,9 +398,13 @@ def serialize_artifact_detailed(qm: QuantizedModel, compressor: str, workers: in
     return SerializedArtifact(blob=blob, streams=sizes)
 
 
-def deserialize_artifact(blob: bytes, workers: int = 7) -> QuantizedModel:
-    """Check every stream, decompress (lrzip groups in parallel) and rebuild the exact quantized tensors."""
+def deserialize_artifact(blob: bytes, workers: int = 7, log: Callable[[str], None] | None = None) -> QuantizedModel:
+    """Check every stream, decompress (lrzip groups in parallel) and rebuild the exact quantized tensors;
+    `log` gets the line naming the decompressor once the stream table says which one it is."""
     streams = unpack_streams(blob)
+    if log:
+        model = [CODEC_NAMES[codec] for name, codec, _ in streams if name == MODEL_STREAM]
+        log(fmt_deserialize_start(model[0] if model else "pergroup"))
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         raw = dict(
             zip(
@@ -430,10 +428,8 @@ def read_artifact(path: str | Path, log: Callable[[str], None] | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise RecordError(str(path), "artifact not found", "run the export step first")
-    if log:
-        log(fmt_deserialize_start())
     started = time.perf_counter()
-    qm = deserialize_artifact(path.read_bytes())
+    qm = deserialize_artifact(path.read_bytes(), log=log)
     if log:
         log(fmt_deserialize_done(time.perf_counter() - started))
     return qm

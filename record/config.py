@@ -351,31 +351,3 @@ def _check_config(cfg: Config) -> None:
         f"must divide {TOTAL_MICRO_BATCHES}",
         "run on 1, 2, 4 or 8 GPUs",
     )
-
-
-def tiny_config(**overrides: Any) -> Config:
-    """A model small enough for CPU tests and the demo that still exercises every feature:
-    depth recurrence (layers 1-2), a U-Net skip, a two-lane parallel block and GQA."""
-    values: dict[str, Any] = {
-        "vocab_size": 512,
-        "num_layers": 4,
-        "model_dim": 64,
-        "num_heads": 4,
-        "num_kv_heads": 2,
-        "rope_dims": 8,
-        "loop_start": 1,
-        "loop_end": 2,
-        "num_loops": 2,
-        "parallel_start_layer": 3,
-        "xsa_last_n": 4,
-        "train_seq_len": 128,
-        "eval_seq_len": 128,
-        "rope_train_seq_len": 128,
-        "train_batch_tokens": 8 * 128 * 4,
-        "val_batch_tokens": 8 * 128 * 4,
-        "ttt_lora_rank": 4,
-        "ttt_lora_alpha": 6.0,
-        "ttt_eval_seq_len": 128,
-    }
-    values.update(overrides)
-    return Config(**values)

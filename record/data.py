@@ -7,7 +7,8 @@ sidecar `fineweb_val_bytes_NNNNNN.bin` has the same layout with one original-UTF
 token of `fineweb_val_NNNNNN.bin` (BOS 0), so BPB is measured on the original text.
 
 Shards are memory-mapped, never read whole, and every header is checked against the file's size: a
-truncated download or a foreign file is refused with its path instead of training on garbage.
+truncated download or a foreign file is refused with its path instead of training on garbage. Shards
+are written by golfkit (golfkit/dataprep.py), never by the record.
 """
 
 from __future__ import annotations
@@ -28,33 +29,9 @@ SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 SHARD_HEADER_INTS = 256
 SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4
-SHARD_MAX_TOKENS = (2**31 - 1 - SHARD_HEADER_BYTES) // 2  # the count must fit the int32 header field
-TRAIN_SHARD_NAME = "fineweb_train_{:06d}.bin"
-VAL_SHARD_NAME = "fineweb_val_{:06d}.bin"
-VAL_BYTES_SHARD_NAME = "fineweb_val_bytes_{:06d}.bin"
 
 
 # ---- shard files -------------------------------------------------------------------------------------
-
-
-def write_shard(path: str | os.PathLike[str], tokens: Any) -> None:
-    """Write `tokens` (ints in [0, 65535]) as one shard. The file appears complete or not at all (it
-    is written beside its final name and renamed), so an interrupted run never leaves a short shard."""
-    values = np.asarray(tokens)
-    if values.ndim != 1:
-        raise RecordError(path, f"tokens must be one-dimensional, got shape {values.shape}", "flatten them")
-    if values.size > SHARD_MAX_TOKENS:
-        raise RecordError(path, f"{values.size} tokens do not fit one shard", "write several shards")
-    if values.size and (values.min() < 0 or values.max() > 0xFFFF):
-        raise RecordError(path, "token values must lie in [0, 65535] (uint16)", "check the tokenizer")
-    header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
-    header[:3] = (SHARD_MAGIC, SHARD_VERSION, values.size)
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    with open(partial, "wb") as handle:
-        handle.write(header.tobytes())
-        handle.write(values.astype("<u2", copy=False).tobytes())
-    os.replace(partial, target)
 
 
 def shard_token_count(path: str | os.PathLike[str]) -> int:

@@ -407,10 +407,3 @@ def _remove_value_direction(y: Tensor, v: Tensor) -> Tensor:
     unit = F.normalize(v, dim=-1).unsqueeze(3)
     grouped = grouped - (grouped * unit).sum(dim=-1, keepdim=True) * unit
     return grouped.view(rows, seq_len, heads, dim)
-
-
-def count_parameters(cfg: Config) -> int:
-    """Parameter count of GPT(cfg), built on the meta device (no memory, about a millisecond)."""
-    with torch.device("meta"):
-        model = GPT(cfg)
-    return sum(p.numel() for p in model.parameters())

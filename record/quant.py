@@ -12,7 +12,6 @@ per-group compressor all work per matrix.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -219,14 +218,6 @@ def gptq_quantize_weight(
     return codes[:, inverse_order].to(torch.int8), scales
 
 
-def round_to_nearest_weight(weight: Tensor, clip_sigmas: float, bits: int) -> tuple[Tensor, Tensor]:
-    """The same SDClip grid without error feedback: the baseline GPTQ must beat."""
-    clip_range = 2 ** (bits - 1) - 1
-    scales = sdclip_row_scales(weight, clip_sigmas, clip_range)
-    q = torch.clamp(torch.round(weight.float() / scales.float()[:, None]), -clip_range, clip_range)
-    return q.to(torch.int8), scales
-
-
 def quantize_rows_absmax(weight: Tensor, clip: int) -> tuple[Tensor, Tensor]:
     """Symmetric per-row quantization with scale max|row|/clip in fp16 (all-zero rows get scale 1)."""
     w = weight.detach().float()
@@ -430,9 +421,3 @@ def timed_hessians(model: torch.nn.Module, batches: Iterable[Tensor], log: Calla
     hessians = collect_hessians(model, batches)
     log(fmt_gptq_collected(len(hessians), time.perf_counter() - started))
     return hessians
-
-
-def quantized_bits_per_weight(model_bytes: int, qm: QuantizedModel) -> float:
-    """Compressed bits per GPTQ weight: the figure the size report quotes (≈3.53 in the reference)."""
-    count = sum(math.prod(qm.shapes[n]) for n, tag in qm.tags.items() if tag.startswith("gptq"))
-    return 8.0 * model_bytes / max(count, 1)

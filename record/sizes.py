@@ -1,35 +1,33 @@
-"""Size accounting: the code bytes the challenge counts, the self-extracting program format, and the
-size report printed after serialization.
+"""Size accounting: the code bytes the challenge counts, and the size report printed after serialization.
 
 The challenge counts code bytes + compressed model bytes <= 16,000,000. Our code bytes are the size of the
-train_gpt.py file that runs, as it sits on disk. `golfkit bundle` may write that file as a small
-self-extracting program (the source compressed, base85-encoded and exec'd); this module owns that stub
-format, so the bundler writes it and the running program measures itself with the same code.
-The reference instead minified and brotli-compressed its source in memory and counted a stub it never
-wrote; counting the real file removes that gap between what is counted and what is submitted.
+train_gpt.py file that runs, as it sits on disk: `golfkit bundle` writes it as a self-extracting program
+(the minified source, compressed, base85-encoded and exec'd; record/shipform.py writes that form, this
+module reads it). The reference instead minified and compressed its source in memory and counted a stub
+it never wrote; counting the real file removes that gap between what is counted and what is submitted.
 """
 
 from __future__ import annotations
 
-import ast
 import base64
+import importlib
 import lzma
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from record.logkeys import fmt_code_size, fmt_size_report
+from record.logkeys import fmt_code_size, fmt_code_size_note, fmt_size_report
 
 CHALLENGE_CAP_BYTES = 16_000_000  # decimal bytes, code + compressed model
 
 # The self-extracting stub. linecache gets the source so tracebacks, inspect.getsource (Triton's
 # @jit needs it) and torch.compile see real lines; the filename is the script's own.
-_STUB_IMPORTS = {
+STUB_IMPORTS = {
     "lzma": "import lzma as Z,base64 as B,linecache as C",
     "brotli": "import brotli as Z,base64 as B,linecache as C",
 }
-_STUB_BODY = (
+STUB_BODY = (
     's=Z.decompress(B.b85decode("{payload}")).decode()\n'
     "C.cache[__file__]=(len(s),None,s.splitlines(True),__file__)\n"
     'exec(compile(s,__file__,"exec"))\n'
@@ -42,25 +40,12 @@ _STUB_PATTERN = re.compile(
 @dataclass(frozen=True)
 class CodeSize:
     """`uncompressed`: bytes of the program's source; `compressed`: bytes of the file that runs (the
-    number the challenge counts; equal to `uncompressed` for a plain file)."""
+    number the challenge counts; equal to `uncompressed` for a plain file); `note`: why the count is
+    only an estimate, if it is."""
 
     uncompressed: int
     compressed: int
-
-
-def wrap_self_extracting(source: str, codec: str) -> str:
-    """A program that decompresses `source` and runs it as the script itself (codec lzma or brotli)."""
-    raw = source.encode()
-    if codec == "lzma":
-        packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
-    elif codec == "brotli":
-        import brotli
-
-        packed = brotli.compress(raw, quality=11)
-    else:
-        raise ValueError(f"unknown self-extracting codec {codec!r}")
-    payload = base64.b85encode(packed).decode()
-    return _STUB_IMPORTS[codec] + "\n" + _STUB_BODY.replace("{payload}", payload)
+    note: str = ""
 
 
 def unwrap_self_extracting(text: str) -> str | None:
@@ -76,23 +61,6 @@ def unwrap_self_extracting(text: str) -> str | None:
     return brotli.decompress(packed).decode()
 
 
-def strip_source_docs(source: str) -> str:
-    """`source` re-printed from its AST without docstrings or comments (behaviour unchanged): what
-    the self-extracting form carries, since nobody reads the compressed payload."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            kept = [
-                s
-                for s in node.body
-                if not (
-                    isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)
-                )
-            ]
-            node.body = kept or [ast.Pass()]
-    return ast.unparse(tree) + "\n"
-
-
 def code_size_of_file(path: str | Path) -> CodeSize:
     """CodeSize of a program file: its own byte count, and the size of the source it carries."""
     data = Path(path).read_bytes()
@@ -102,23 +70,19 @@ def code_size_of_file(path: str | Path) -> CodeSize:
 
 def code_size_of_running_program() -> CodeSize:
     """Code bytes of what runs now. The bundled train_gpt.py measures itself. Run as the `record`
-    package (development), there is no single file: the modules' sources are concatenated and wrapped
-    the way `golfkit bundle` wraps them (docstrings stripped, lzma), an estimate within a few percent
-    of the bundle's size."""
+    package (development), there is no single file: record/shipform.py, which the bundle leaves out
+    (hence the import by name, on this path only), builds the shipped form in memory and measures it."""
     here = Path(__file__)
-    package_init = here.parent / "__init__.py"
-    if here.name != "sizes.py" or not package_init.is_file():
-        return code_size_of_file(here)
-    order = ast.literal_eval(re.search(r"BUNDLE_ORDER[^=]*=\s*(\([^)]*\))", package_init.read_text()).group(1))
-    files = [here.parent / f"{name}.py" for name in order if (here.parent / f"{name}.py").is_file()]
-    source = "".join(strip_source_docs(f.read_text()) for f in files)
-    wrapped = wrap_self_extracting(source, "lzma")
-    return CodeSize(uncompressed=len(source.encode()), compressed=len(wrapped.encode()))
+    if here.name == "sizes.py" and (here.parent / "__init__.py").is_file():
+        return importlib.import_module("record.shipform").estimate_code_size(here.parent)
+    return code_size_of_file(here)
 
 
 def log_code_size(code: CodeSize, log: Callable[[str], None]) -> None:
     log(fmt_code_size("uncompressed", code.uncompressed))
     log(fmt_code_size("compressed", code.compressed))
+    if code.note:
+        log(fmt_code_size_note(code.note))
 
 
 # ---------------------------------------------------------------- size report

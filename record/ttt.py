@@ -62,7 +62,6 @@ from record.ttt_plan import (
     select_documents,
 )
 
-LORA_SITES = ("q", "k", "v", "o", "mlp", "head")
 # Sites a config switch may turn off; q, v and the head are always adapted (TTT_K/O/MLP_LORA).
 _LORA_OPTIONAL_SITES = {"k": "ttt_k_lora", "o": "ttt_o_lora", "mlp": "ttt_mlp_lora"}
 

@@ -8,21 +8,21 @@ import shutil
 
 import pytest
 import torch
+from quant_helpers import round_to_nearest_weight, serialize_artifact
 from tiny_training import eval_loss, trained_tiny
 
+from golfkit.presets import tiny_config
 from record.artifact import (
     GROUP_ORDER,
     deserialize_artifact,
     preflight_compressor,
-    serialize_artifact,
     serialize_artifact_detailed,
     similarity_order,
     unpack_streams,
 )
-from record.config import tiny_config
 from record.errors import RecordError
 from record.model import GPT
-from record.quant import QuantizedModel, dequantize, quantize_state_dict, round_to_nearest_weight, unbank_state_dict
+from record.quant import QuantizedModel, dequantize, quantize_state_dict, unbank_state_dict
 from record.sizes import CodeSize, build_size_report, size_report_lines
 
 needs_lrzip = pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip binary is not installed")

@@ -3,6 +3,7 @@ the real record/ as a one-file program that runs alone and measures its own code
 
 from __future__ import annotations
 
+import ast
 import io
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from golfkit.bundle import RECORD_DIR, build_program
 from golfkit.cli import run as cli_run
 from golfkit.errors import GolfkitError
+from record.shipform import estimate_code_size
 from record.sizes import code_size_of_file, unwrap_self_extracting
 
 MODULES = {
@@ -77,11 +79,62 @@ def test_real_record_bundles_byte_stable_and_picks_the_smallest_form(tmp_path):
     assert first == second
     assert len(first.encode()) == min(sizes.values()) and sizes["plain"] > 3 * len(first.encode())
     inner = unwrap_self_extracting(first)
-    assert inner is not None and "# ---- record/quant.py ----" in inner
+    assert inner is not None and "\ndef main(" in inner
     target = tmp_path / "train_gpt.py"
     target.write_text(first)
     assert code_size_of_file(target).compressed == target.stat().st_size
     assert code_size_of_file(target).uncompressed == len(inner.encode())
+
+
+REFERENCE_CODE_BYTES = 31_999  # PR #1934's logged `Code size (compressed)`
+# Today's count, a ratchet: the record must not grow while issue 16 point 3 brings it under the reference.
+CODE_BYTES_CEILING = 42_300
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[str, str]:
+    """(the train_gpt.py `golfkit bundle` writes for today's record/, the source it carries)."""
+    text, _ = build_program(wrap="auto", allow_missing=not (RECORD_DIR / "train.py").exists())
+    return text, unwrap_self_extracting(text)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 point 3: 42.2 KB today; drop this mark once it passes")
+def test_counted_code_bytes_fit_the_reference_budget(shipped):
+    assert len(shipped[0].encode()) <= REFERENCE_CODE_BYTES
+
+
+def test_counted_code_bytes_do_not_grow(shipped):
+    assert len(shipped[0].encode()) <= CODE_BYTES_CEILING
+
+
+def test_minified_bundle_compiles_and_defines_main(shipped):
+    tree = ast.parse(shipped[1])
+    compile(tree, "train_gpt.py", "exec")
+    assert any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
+    assert '"""' not in shipped[1] and "\n# ---- record/" not in shipped[1]  # docstrings and banners gone
+
+
+def _annotated_functions(source: str) -> dict[str, str]:
+    """name -> signature text of each function under a decorator that reads annotations."""
+    found = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef) and any(
+            "custom_op" in ast.unparse(d) or "jit" in ast.unparse(d) for d in node.decorator_list
+        ):
+            found[node.name] = ast.unparse(node.args) + " -> " + ast.unparse(node.returns or ast.Constant(None))
+    return found
+
+
+def test_minifying_keeps_the_annotations_custom_op_and_triton_read(shipped):
+    plain, _ = build_program(wrap="plain", allow_missing=not (RECORD_DIR / "train.py").exists())
+    expected = _annotated_functions(plain)
+    assert any("constexpr" in sig for sig in expected.values()) and len(expected) >= 4
+    assert _annotated_functions(shipped[1]) == expected
+
+
+def test_package_run_estimates_the_bundle_within_a_few_bytes(shipped):
+    estimate = estimate_code_size(RECORD_DIR)
+    assert estimate.note == "" and abs(estimate.compressed - len(shipped[0].encode())) <= 64
 
 
 def test_bundled_program_imports_alone_and_measures_itself(tmp_path):

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from record.config import Config, tiny_config
+from golfkit.presets import tiny_config
+from record.config import Config
 from record.errors import RecordError
 
 REFERENCE_LOG = "records/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_seed42.log"

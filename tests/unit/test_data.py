@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from golfkit.dataprep import write_shard
 from record.data import (
     SHARD_HEADER_BYTES,
     TrainBatchLoader,
@@ -18,7 +19,6 @@ from record.data import (
     load_validation,
     read_shard,
     shard_token_count,
-    write_shard,
 )
 from record.errors import RecordError
 

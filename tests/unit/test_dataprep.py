@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from golfkit import cli
+from golfkit.caseops import caseops_encode
 from golfkit.dataprep import prepare_shards
 from golfkit.errors import GolfkitError
-from record.caseops import caseops_encode
+from golfkit.tokenizer import train_demo_tokenizer
 from record.config import DATASET_NAME
 from record.data import TrainBatchLoader, list_shards, load_validation, read_shard
 from record.errors import RecordError
-from record.tokenizer import load_tokenizer, train_demo_tokenizer
+from record.tokenizer import load_tokenizer
 
 FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs.jsonl"
 

@@ -13,8 +13,8 @@ import pytest
 
 from golfkit.cli import run as cli_run
 from golfkit.demo import MANIFEST_NAME, demo_data_complete
+from golfkit.logpatterns import LOG_PATTERNS
 from golfkit.rules import load_rules
-from record.logkeys import LOG_PATTERNS
 
 DEMO_BUDGET_S = 360.0
 

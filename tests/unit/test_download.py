@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 
 from golfkit import cli
+from golfkit.dataprep import write_shard
 from golfkit.download import CASEOPS_REPO_ID, HubClient, download_dataset
 from golfkit.errors import GolfkitError
 from record.config import DATASET_NAME
-from record.data import read_shard, write_shard
+from record.data import read_shard
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TOKENIZER = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"

@@ -14,12 +14,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from record.config import tiny_config
-from record.data import ValidationSet, load_validation, write_shard
+from golfkit.dataprep import write_shard
+from golfkit.presets import tiny_config
+from golfkit.tokenizer import tokenize_documents
+from record.data import ValidationSet, load_validation
 from record.dist import DistEnv
 from record.evaluate import evaluate_plain, plain_row_range, run_diagnostic_eval
 from record.model import GPT
-from record.tokenizer import load_tokenizer, tokenize_documents
+from record.tokenizer import load_tokenizer
 from record.ttt import evaluate_phased_ttt
 
 CFG = tiny_config(eval_seq_len=64, val_batch_tokens=8 * 64 * 2)  # 2 rows of 64 per batch on one rank
@@ -171,7 +173,9 @@ def test_diagnostic_line_is_the_reference_format(trained) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("lrzip") is None, reason="pergroup artifacts need lrzip")
 def test_ttt_beats_the_quantized_model_after_the_full_cpu_pipeline(shared_data: Path) -> None:
-    from record.artifact import deserialize_artifact, serialize_artifact
+    from quant_helpers import serialize_artifact
+
+    from record.artifact import deserialize_artifact
     from record.optim import WeightEma
     from record.quant import collect_hessians, dequantize, quantize_state_dict
 

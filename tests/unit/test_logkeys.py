@@ -1,4 +1,4 @@
-"""record/logkeys.py writes every line of the reference log byte-for-byte and its patterns read them back.
+"""record/logkeys.py writes every line of the reference log byte-for-byte; golfkit/logpatterns.py reads them back.
 
 Golden file: tests/fixtures/logs/reference_seed42.log, the 2026-04-27 record's train_seed42.log
 (PR #1934's base) with all but three `tttg:` and `ttp:` progress lines dropped.
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from golfkit.logpatterns import LOG_PATTERNS
 from record import logkeys as lk
 from tests.conftest import FIXTURES
 
@@ -80,7 +81,7 @@ REBUILDERS: list[tuple[str, Rebuild]] = [
         r"^Total submission size (quantized\+pergroup): (\d+) bytes$",
         lambda m: lk.fmt_total_submission(m[1], int(m[2])),
     ),
-    (r"^Deserialize: per-group lrzip decompression\.\.\.$", lambda m: lk.fmt_deserialize_start()),
+    (r"^Deserialize: per-group lrzip decompression\.\.\.$", lambda m: lk.fmt_deserialize_start("pergroup")),
     (r"^Deserialize: decompression done in ([\d.]+)s$", lambda m: lk.fmt_deserialize_done(float(m[1]))),
     (r"^ttt_lora:warming up compile", lambda m: lk.fmt_ttt_compile_start()),
     (r"^ttt_lora:compile warmup done \(([\d.]+)s\)$", lambda m: lk.fmt_ttt_compile_done(float(m[1]))),
@@ -141,16 +142,16 @@ def test_quantized_weights_block_is_rebuilt() -> None:
     assert lk.fmt_quantized_weights(groups) == "\n".join(block)
 
 
-@pytest.mark.parametrize("name", sorted(lk.LOG_PATTERNS))
+@pytest.mark.parametrize("name", sorted(LOG_PATTERNS))
 def test_each_pattern_reads_a_reference_line(name: str) -> None:
-    pattern = lk.LOG_PATTERNS[name]
+    pattern = LOG_PATTERNS[name]
     if name == "code_size":
         assert pattern.match("Code size: 68246 bytes")["bytes"] == "68246"  # older records, no qualifier
     assert any(pattern.match(line) for line in LINES), name
 
 
 def test_patterns_read_back_what_the_formatters_write() -> None:
-    p = lk.LOG_PATTERNS
+    p = LOG_PATTERNS
     m = p["train_step"].match(lk.fmt_train_step(4500, 20000, 2.27712, 540_000.0, 6589668.4))
     assert (m["step"], m["train_loss"], m["train_time_min"], m["tok_per_s"]) == ("4500", "2.2771", "9.0", "6589668")
     m = p["eval_result"].match(lk.fmt_eval_result(lk.TAG_TTT_PHASED, 2.319442121, 1.059894539, 508785.4))
@@ -162,7 +163,7 @@ def test_patterns_read_back_what_the_formatters_write() -> None:
     )
     m = p["stopping_early"].match(lk.fmt_stopping_early(599591.7, 4945, 20000))
     assert (m["reason"], m["train_time_ms"], m["step"]) == ("wallclock_cap", "599592", "4945")
-    m = p["total_submission"].match(lk.fmt_total_submission(lk.CODEC_PERGROUP, 15897259))
+    m = p["total_submission"].match(lk.fmt_total_submission("quantized+pergroup", 15897259))
     assert (m["codec"], m["bytes"]) == ("quantized+pergroup", "15897259")
     assert p["train_step"].match("144/20000 train_loss: 2.9482 train_time: 7.2m tok/s: 7297673 looping:True")
 
@@ -173,3 +174,9 @@ def test_logkeys_imports_only_the_standard_library() -> None:
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "re", "collections.abc"}
+
+
+def test_deserialize_line_names_the_compressor_that_ran() -> None:
+    assert lk.fmt_deserialize_start("pergroup") == "Deserialize: per-group lrzip decompression..."
+    assert lk.fmt_deserialize_start("brotli") == "Deserialize: brotli decompression..."
+    assert lk.fmt_deserialize_start("lzma") == "Deserialize: lzma decompression..."

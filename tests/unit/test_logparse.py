@@ -140,9 +140,11 @@ def test_real_log_versions_are_read(shared_data: Path) -> None:
 
 
 def test_version_lines_written_by_logkeys_are_read_back(tmp_path: Path) -> None:
-    from record.logkeys import fmt_running
+    from record.logkeys import fmt_version_line
 
-    lines = [fmt_running(name, v) for name, v in (("Python", "3.11.7"), ("PyTorch", "2.9.1+cu128"), ("lrzip", "0.651"))]
+    lines = [
+        fmt_version_line(name, v) for name, v in (("Python", "3.11.7"), ("PyTorch", "2.9.1+cu128"), ("lrzip", "0.651"))
+    ]
     path = tmp_path / "train_seed3.log"
     path.write_text("\n".join(lines) + "\n" + REFERENCE.read_text())
     assert parse_log(path).versions == {"python": "3.11.7", "torch": "2.9.1+cu128", "lrzip": "0.651", "cuda": "12.8"}

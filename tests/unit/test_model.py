@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from golfkit.params import count_parameters
+from golfkit.presets import tiny_config
 from record.attention import DOC_BOS_ID
-from record.config import Config, tiny_config
-from record.model import GPT, count_parameters
+from record.config import Config
+from record.model import GPT
 
 # The spec's parameter table (spec-notes.md) for the default config.
 SPEC_SHAPES = {

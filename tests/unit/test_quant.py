@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from quant_helpers import round_to_nearest_weight
 from tiny_training import eval_loss, trained_tiny, windows
 
-from record.config import Config, tiny_config
+from golfkit.presets import tiny_config
+from record.config import Config
 from record.errors import RecordError
 from record.logkeys import fmt_quantized_weights
 from record.model import GPT
@@ -23,7 +25,6 @@ from record.quant import (
     quantize_rows_absmax,
     quantize_state_dict,
     rebank_state_dict,
-    round_to_nearest_weight,
     unbank_state_dict,
 )
 

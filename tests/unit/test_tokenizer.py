@@ -8,17 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from record.caseops import CASEOPS_OPERATORS, caseops_encode
+from golfkit.caseops import CASEOPS_OPERATORS, caseops_encode
+from golfkit.tokenizer import DocumentTokenizer, parse_piece_spans, tokenize_documents, train_demo_tokenizer
 from record.errors import RecordError
-from record.tokenizer import (
-    BOS_ID,
-    DocumentTokenizer,
-    load_tokenizer,
-    parse_piece_spans,
-    sentencepiece_byte_luts,
-    tokenize_documents,
-    train_demo_tokenizer,
-)
+from record.tokenizer import BOS_ID, load_tokenizer, sentencepiece_byte_luts
 
 REAL_MODEL = "tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
 FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs.jsonl"

@@ -17,11 +17,11 @@ import torch
 import torch.multiprocessing as mp
 import train_fixtures as tf
 
+from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
+from golfkit.logpatterns import LOG_PATTERNS
 from record import train
 from record.config import DATASET_NAME, TOKENIZER_NAME, Config
-from record.data import TRAIN_SHARD_NAME, write_shard
 from record.dist import init_distributed, read_dist_env, shutdown_distributed
-from record.logkeys import LOG_PATTERNS
 from record.train import TrainSession, main, train_model
 
 
@@ -85,7 +85,7 @@ def test_tiny_looped_model_learns_synthetic_documents(tiny_data: Path) -> None:
 def test_tiny_model_learns_real_webtext_shards(shared_data: Path, tmp_path: Path) -> None:
     """Shards built by the data pipeline (CaseOps, a 512-piece tokenizer, byte sidecar) from real text."""
     from golfkit.dataprep import prepare_shards
-    from record.tokenizer import train_demo_tokenizer
+    from golfkit.tokenizer import train_demo_tokenizer
 
     docs = tmp_path / "docs.jsonl"
     with open(shared_data / "webtext" / "docs.jsonl", encoding="utf-8") as src:

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 
 import record.ttt as ttt
-from record.config import tiny_config
+from golfkit.logpatterns import LOG_PATTERNS
+from golfkit.presets import tiny_config
 from record.data import ValidationSet
 from record.dist import DistEnv, shutdown_distributed
 from record.eval_phase import run_ttt_evaluation
-from record.logkeys import LOG_PATTERNS
 from record.model import GPT
 from record.ttt import LoraSet, evaluate_phased_ttt, make_lora_optimizer
 from record.ttt_plan import batch_queue, build_batches, find_documents, phase_boundaries

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from record.config import Config, tiny_config
+from golfkit.presets import tiny_config
+from record.config import Config
 from record.model import GPT
 
 BOS = 1

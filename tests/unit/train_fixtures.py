@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from golfkit.dataprep import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
+from golfkit.tokenizer import train_demo_tokenizer
 from record.config import DATASET_NAME, TOKENIZER_NAME
-from record.data import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
-from record.tokenizer import train_demo_tokenizer
 
 FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs.jsonl"
 VOCAB = 512
