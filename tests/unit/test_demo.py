@@ -104,3 +104,37 @@ def test_demo_rules_load_by_name_even_beside_a_demo_folder(tmp_path: Path, monke
     assert rules.artifact_byte_cap == load_rules("track_10min_16mb").artifact_byte_cap
     assert rules.min_seeds == 1 and rules.significance is None
     assert rules.train_time_limit_s is not None and rules.eval_time_limit_s is not None
+
+
+def _demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[int, dict[str, str], str]:
+    """The environment the demo hands the runner for its training process, without running anything."""
+    import golfkit.demo as demo
+    import golfkit.runner as runner
+
+    seen: dict[str, str] = {}
+
+    def fake_run_plan(plan, out, err, extra_env=None):
+        seen.update(extra_env or {})
+        return 0
+
+    model = tmp_path / "tok.model"
+    monkeypatch.setattr(demo, "prepare_demo_data", lambda data_dir, out: demo.DemoData(data_dir, model, True))
+    monkeypatch.setattr(demo, "bundle_demo_program", lambda runs_dir, out: runs_dir / "train_gpt.py")
+    monkeypatch.setattr(runner, "run_plan", fake_run_plan)
+    code, out, err, _ = _demo(tmp_path / "demo", *extra)
+    return code, seen, out + err
+
+
+def test_demo_sets_its_own_thread_count_over_the_shells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")  # a shell's setting must not decide the demo's speed
+    code, env, text = _demo_env(tmp_path, monkeypatch)
+    assert code == 0 and (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("1", "1")
+    assert "demo threads: 1 for the training process" in text
+    code, env, _ = _demo_env(tmp_path, monkeypatch, "--threads", "2")
+    assert code == 0 and env["OMP_NUM_THREADS"] == "2"
+
+
+def test_demo_refuses_a_thread_count_below_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, env, text = _demo_env(tmp_path, monkeypatch, "--threads", "0")
+    assert code == 2 and env == {}
+    assert text == "golfkit demo: --threads: 0 is not a thread count (give 1 or more)\n"
