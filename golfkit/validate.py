@@ -191,7 +191,12 @@ def schema_problems(document: Any, profile: str = "strict") -> list[Problem]:
 # Unicode line and paragraph separators. Tab, LF and CR are allowed in the multi-line fields only.
 _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _MULTILINE_FIELDS = frozenset({"blurb", "technique_summary", "non_record_reason"})
-_CHARACTER_KINDS = {"Cc": "a control character", "Cs": "a lone surrogate", "Zl": "a line separator"}
+_CHARACTER_KINDS = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
 
 
 class _NonFinite(float):
@@ -216,7 +221,7 @@ def _refused_char(char: str, multiline: bool) -> bool:
 
 def _describe_char(char: str) -> str:
     kind = unicodedata.category(char)
-    label = _CHARACTER_KINDS.get(kind, "a paragraph separator" if kind == "Zp" else "a bidirectional control")
+    label = _CHARACTER_KINDS.get(kind, "a bidirectional control")
     name = unicodedata.name(char, "") if kind != "Cs" else ""
     return f"U+{ord(char):04X} {name}, {label}" if name else f"U+{ord(char):04X}, {label}"
 
@@ -246,7 +251,7 @@ def input_problems(document: Any) -> list[Problem]:
                 Problem(json_path(path), f"{written} is not a finite number", "write the measured value as a number")
             )
         elif isinstance(value, str):
-            multiline = not is_key and path[-1] in _MULTILINE_FIELDS
+            multiline = not is_key and bool(path) and path[-1] in _MULTILINE_FIELDS
             bad = [i for i, char in enumerate(value) if _refused_char(char, multiline)]
             if bad:
                 more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""

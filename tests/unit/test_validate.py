@@ -364,6 +364,14 @@ def test_refused_character_in_a_key_is_named(tmp_path: Path) -> None:
     assert f"{path}: $.versions['tri\\u202eton']: the key holds U+202E RIGHT-TO-LEFT OVERRIDE" in out
 
 
+def test_a_document_that_is_only_bad_text_is_named_at_the_root() -> None:
+    first = validate_document("\u202e")[0]
+    assert (first.path, first.what) == (
+        "$",
+        "the text holds U+202E RIGHT-TO-LEFT OVERRIDE, a bidirectional control, at character 1",
+    )
+
+
 def test_lines_break_in_the_blurb_but_not_in_the_name() -> None:
     document = json.loads(KIT_EXAMPLE.read_text())
     document["blurb"] = "First line.\n\tSecond line, indented.\r\n"
