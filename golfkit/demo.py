@@ -99,7 +99,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if force:
         _set_aside_old_folder(plan, out)
     print(f"demo threads: {args.threads} for the training process (--threads N to change)", file=out)
-    status = run_plan(plan, out, err, extra_env={"TOKENIZER_PATH": str(data.tokenizer), **threads})
+    status = run_plan(plan, out, err, extra_env={"TOKENIZER_PATH": str(data.tokenizer)}, process_env=threads)
     verdict = "done" if status == 0 else "FAILED"
     print(f"golfkit demo: {verdict} in {time.monotonic() - started:.0f} s (not a record: a CPU demo)", file=out)
     return status
