@@ -39,10 +39,10 @@ DEMO_SPLIT_SEED = 0  # the documents are shuffled once, so validation mixes both
 MANIFEST_NAME = "demo_data.json"
 MANIFEST_VERSION = 1
 # CPU threads of the training process (OMP_NUM_THREADS, which torch reads at start-up). One, whatever the
-# core count: torch's default (one thread per core) makes every op wait for its slowest thread, and on a
-# 2-core machine where anything else runs, one of the two is always descheduled; the issue-18 report
-# measured 287-441 s that way against 96 s with one thread. The model is too small for a second thread to
-# buy much when the machine is idle (README.md, "CPU demo", has the measurements).
+# core count: torch's default (one thread per core) makes every op of the tiny model wait for its slowest
+# thread, and on a busy 2-core machine one of the two is always waiting for the CPU. Measured on a shared
+# 2-core VM (README.md has the table): default threads 181 s (335 s with one core busy), one thread 68 s
+# (80 s).
 DEMO_THREADS = 1
 
 
