@@ -1,7 +1,7 @@
 """Get the record's data: download the published CaseOps shards, or build shards from documents.
 
   golfkit data download [--train-shards N] [--dest DIR]
-  golfkit data prepare --docs DOCS.jsonl --tokenizer MODEL --out DIR [--val-docs N]
+  golfkit data prepare --docs DOCS.jsonl --tokenizer MODEL --out DIR [--val-docs N] [--force]
 
 Both write the layout the trainer reads with DATA_DIR=DIR: DIR/datasets/<dataset>/fineweb_*.bin and
 DIR/tokenizers/<model>. See docs/data.md.
@@ -39,7 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     prepare.add_argument("--docs", type=Path, required=True, help='jsonl, one {"text": ...} per line')
     prepare.add_argument("--tokenizer", type=Path, required=True, help="SentencePiece CaseOps model")
-    prepare.add_argument("--out", type=Path, required=True, help="data folder to write")
+    prepare.add_argument("--out", type=Path, required=True, help="data folder to write (new or empty)")
+    prepare.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a non-empty --out (removed only once the new folder is complete)",
+    )
     prepare.add_argument("--val-docs", type=int, default=None, help="first N documents are validation (50000)")
     prepare.add_argument("--shard-tokens", type=int, default=None, help="tokens per shard (10000000)")
     prepare.add_argument("--max-docs", type=int, default=0, help="stop after N documents (0 = all)")
@@ -72,12 +77,13 @@ def _run_download(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _run_prepare(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from golfkit.dataprep import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_DOCS, prepare_shards
+    from golfkit.dataprep import DEFAULT_SHARD_TOKENS, DEFAULT_VAL_DOCS, prepare_folder
 
-    summary = prepare_shards(
+    summary = prepare_folder(
         args.docs,
         args.tokenizer,
         args.out,
+        force=args.force,
         val_docs=DEFAULT_VAL_DOCS if args.val_docs is None else args.val_docs,
         shard_tokens=args.shard_tokens or DEFAULT_SHARD_TOKENS,
         max_docs=args.max_docs,

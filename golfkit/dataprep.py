@@ -9,12 +9,18 @@ published data. Memory stays bounded by one shard plus one batch of documents, w
 Layout written under OUT (what `DATA_DIR=OUT` expects):
     OUT/datasets/<DATASET_NAME>/fineweb_{val,val_bytes,train}_NNNNNN.bin
     OUT/tokenizers/<the tokenizer's file name>
+
+`prepare_folder` (what `golfkit data prepare` runs) never writes into OUT: it builds a hidden sibling,
+`.OUT.partial-XXXX`, removes it on any failure, and renames it into place once complete. A non-empty OUT
+is refused unless `force`, and even then is replaced only after the new folder is whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -230,4 +236,98 @@ def prepare_shards(
     summary.val_tokens, summary.val_shards = val.tokens_written, val.shards_written
     summary.train_tokens, summary.train_shards = train.tokens_written, train.shards_written
     summary.files = sorted(shard_dir.glob("fineweb_*.bin"))
+    return summary
+
+
+def _entries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def _check_out(docs_path: Path, tokenizer_path: Path, out_dir: Path, force: bool) -> list[str]:
+    """The entries of an existing OUT, after refusing what the run may not do to it."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GolfkitError(out_dir, "is a file, not a folder", "give --out a folder path")
+    entries = _entries(out_dir)
+    if entries and not force:
+        shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+        raise GolfkitError(
+            out_dir,
+            f"is not empty ({shown}); nothing was written",
+            "give an empty or new folder, or --force to replace it",
+        )
+    for option, path in (("--docs", docs_path), ("--tokenizer", tokenizer_path)):
+        if entries and _inside(path, out_dir):
+            raise GolfkitError(
+                option, f"{path} lies inside --out {out_dir}, which --force replaces", "move it out first"
+            )
+    return entries
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The ancestors of `folder` that do not exist yet, deepest first."""
+    missing = []
+    for parent in folder.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing
+
+
+def _new_sibling(folder: Path, tag: str) -> Path:
+    """A hidden name beside `folder` that nothing uses yet."""
+    while True:
+        sibling = folder.with_name(f".{folder.name}.{tag}-{secrets.token_hex(4)}")
+        if not sibling.exists():
+            return sibling
+
+
+def prepare_folder(
+    docs_path: Path,
+    tokenizer_path: Path,
+    out_dir: Path,
+    force: bool = False,
+    val_docs: int = DEFAULT_VAL_DOCS,
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    max_docs: int = 0,
+    progress: TextIO | None = None,
+) -> PrepareSummary:
+    """`prepare_shards` into a new OUT, all or nothing (see the module docstring)."""
+    entries = _check_out(docs_path, tokenizer_path, out_dir, force)
+    target = Path(os.path.abspath(out_dir))  # `--out .` or `a/..` still has a parent and a name
+    created = _missing_parents(target)
+    staging = _new_sibling(target, "partial")
+    old = _new_sibling(target, "old") if entries else None
+    try:
+        staging.mkdir(parents=True)
+        summary = prepare_shards(docs_path, tokenizer_path, staging, val_docs, shard_tokens, max_docs, progress)
+        if old is not None:
+            # The old folder goes only once the new one is whole; moved aside first, so that a failed
+            # rename can put it back.
+            os.replace(target, old)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                os.replace(old, target)
+                raise
+        else:
+            os.replace(staging, target)  # over an empty folder too: rename(2) replaces an empty directory
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        for parent in created:
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        if isinstance(exc, OSError):
+            raise GolfkitError(out_dir, f"cannot build it: {exc}", "check disk space and permissions") from None
+        raise
+    if old is not None and old.is_symlink():
+        old.unlink()  # --out was a link: the folder it pointed to is not ours to delete
+    elif old is not None:
+        shutil.rmtree(old)
+    summary.shard_dir = out_dir / summary.shard_dir.relative_to(staging)
+    summary.tokenizer_path = out_dir / summary.tokenizer_path.relative_to(staging)
+    summary.files = [out_dir / f.relative_to(staging) for f in summary.files]
     return summary

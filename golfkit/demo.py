@@ -1,6 +1,6 @@
 """`golfkit demo`: the whole record pipeline on a CPU in a few minutes, with nothing to download.
 
-Usage: `golfkit demo [--seeds 42 ...] [--runs-dir runs/demo] [--force]`.
+Usage: `golfkit demo [--seeds 42 ...] [--runs-dir runs/demo] [--force] [--threads N]`.
 
 1. Data (kept between runs, rebuilt only when missing or incomplete): the Python standard library's
    documentation (golfkit.demo_corpus) as a docs jsonl, a 512-piece CaseOps tokenizer trained on it,
@@ -38,12 +38,32 @@ DEMO_SHARD_TOKENS = 400_000  # small shards, so the demo has several, like the r
 DEMO_SPLIT_SEED = 0  # the documents are shuffled once, so validation mixes both kinds of text
 MANIFEST_NAME = "demo_data.json"
 MANIFEST_VERSION = 1
+# CPU threads of the training process (OMP_NUM_THREADS, which torch reads at start-up). One, whatever the
+# core count: torch's default (one thread per core) makes every op of the tiny model wait for its slowest
+# thread, and on a busy 2-core machine one of the two is always waiting for the CPU. Measured on a shared
+# 2-core VM (README.md has the table): default threads 181 s (335 s with one core busy), one thread 68 s
+# (80 s).
+DEMO_THREADS = 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42], metavar="SEED", help="seeds to run (default 42)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/demo"), help="where everything goes")
     parser.add_argument("--force", action="store_true", help="rerun seeds whose log is already complete")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEMO_THREADS,
+        metavar="N",
+        help=f"CPU threads of the training process (default {DEMO_THREADS}, which suits a busy 2-core machine)",
+    )
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The training process's thread settings; they replace any the shell has (the demo sets its own)."""
+    if threads < 1:
+        raise GolfkitError("--threads", f"{threads} is not a thread count", "give 1 or more")
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +80,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     duplicates = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
     if duplicates:
         raise GolfkitError("--seeds", f"seed {duplicates[0]} is listed twice", "list each seed once")
+    threads = thread_env(args.threads)
     runs_dir: Path = args.runs_dir
     data = prepare_demo_data(presets.demo_data_dir(runs_dir), out)
     program = bundle_demo_program(runs_dir, out)
@@ -77,7 +98,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
     if force:
         _set_aside_old_folder(plan, out)
-    status = run_plan(plan, out, err, extra_env={"TOKENIZER_PATH": str(data.tokenizer)})
+    print(f"demo threads: {args.threads} for the training process (--threads N to change)", file=out)
+    status = run_plan(plan, out, err, extra_env={"TOKENIZER_PATH": str(data.tokenizer)}, process_env=threads)
     verdict = "done" if status == 0 else "FAILED"
     print(f"golfkit demo: {verdict} in {time.monotonic() - started:.0f} s (not a record: a CPU demo)", file=out)
     return status

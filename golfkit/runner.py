@@ -43,8 +43,18 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return run_plan(plan, out, err)
 
 
-def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, str] | None = None) -> int:
-    """Run a whole plan; return 0 when every seed finished and the logs verify, 1 otherwise."""
+def run_plan(
+    plan: RunPlan,
+    out: TextIO,
+    err: TextIO,
+    extra_env: Mapping[str, str] | None = None,
+    process_env: Mapping[str, str] | None = None,
+) -> int:
+    """Run a whole plan; return 0 when every seed finished and the logs verify, 1 otherwise.
+
+    `extra_env`: record settings added to the preset's (checked as the record's config);
+    `process_env`: settings of the seeds' processes that are not the record's (the demo's thread count).
+    """
     base_env = {**presets.preset_env(plan.preset, plan.runs_dir), **(extra_env or {})}
     cfg = _load_config(plan, base_env)
     print(
@@ -63,7 +73,7 @@ def run_plan(plan: RunPlan, out: TextIO, err: TextIO, extra_env: Mapping[str, st
         print(f"golfkit record: note: --name {plan.name}: {reason}; the logs will still be verified", file=out)
 
     command = launch_command(plan.nproc, presets.uses_torchrun(plan.preset, plan.nproc), plan.program)
-    status = run_seeds(plan, command, base_env, cfg, out, err)
+    status = run_seeds(plan, command, {**base_env, **(process_env or {})}, cfg, out, err)
     if status != 0:
         return status
     return _verify_and_assemble(plan, out, err)

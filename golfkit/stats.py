@@ -9,6 +9,9 @@ have applied it two ways, so both are reported and the policy that decides is na
   losses against the baseline's per-seed losses shifted down by the margin; needs >= 2 baseline seeds.
 
 Both ask "is the candidate's mean loss below baseline - margin?", i.e. H1: mu_c < mu_b - margin.
+
+scipy is imported by the two tests only: it takes seconds to import, and `golfkit verify` without a
+baseline (which imports this module for `mean` and the types) computes no significance.
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from scipy import stats as scipy_stats
 
 from golfkit.errors import GolfkitError
 
@@ -70,12 +71,16 @@ def one_sample_test(candidate: Sequence[float], target: float, alpha: float) -> 
     """One-sided one-sample t-test, H1: mean(candidate) < target."""
     if len(candidate) < 2:
         raise GolfkitError("significance", f"need >= 2 candidate seeds, got {len(candidate)}", "run more seeds")
+    from scipy import stats as scipy_stats
+
     result = scipy_stats.ttest_1samp(list(candidate), popmean=target, alternative="less")
     return TTest("one-sample", float(result.statistic), float(result.pvalue), len(candidate) - 1.0, alpha)
 
 
 def welch_test(candidate: Sequence[float], baseline: Sequence[float], margin: float, alpha: float) -> TTest:
     """One-sided Welch t-test, H1: mean(candidate) < mean(baseline) - margin."""
+    from scipy import stats as scipy_stats
+
     shifted = [b - margin for b in baseline]
     result = scipy_stats.ttest_ind(list(candidate), shifted, equal_var=False, alternative="less")
     return TTest("welch", float(result.statistic), float(result.pvalue), float(result.df), alpha)

@@ -4,7 +4,9 @@ Two profiles live in the one schema file. `strict` (the default) is what a NEW s
 identity, scores, per-seed numbers with artifact bytes, hardware and versions. `lenient` accepts the
 historical files of the repository that are not defective. Strict adds cross-field checks JSON Schema
 cannot express: the seed list matches the per-seed results, the means and spreads match the per-seed
-values, the byte summaries match the per-seed bytes.
+values, the byte summaries match the per-seed bytes. Both profiles refuse what no schema sees: numbers
+that are not finite (`NaN`, `Infinity`, `1e999`, which Python's json reads) and invisible characters in
+text (controls such as NUL and BEL, bidirectional overrides, lone surrogates).
 
 Every problem is one line, `FILE: $.json.path: what (fix)`, the most useful one (jsonschema's
 `best_match`) first. Exit 0 when every file is valid, 1 when any is not, 2 when a file cannot be read
@@ -18,6 +20,7 @@ import json
 import math
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -83,7 +86,9 @@ def validator_for(profile: str) -> Draft202012Validator:
 
 
 def _short(value: Any, limit: int = 60) -> str:
+    """A value as JSON for a message, with invisible characters escaped so the line prints as it reads."""
     text = json.dumps(value, ensure_ascii=False, default=str)
+    text = "".join(f"\\u{ord(c):04x}" if _refused_char(c, multiline=False) else c for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -173,6 +178,91 @@ def schema_problems(document: Any, profile: str = "strict") -> list[Problem]:
             # One line per place and fix: a date that fails both `format` and `pattern` is one problem.
             if all((p.path, p.fix) != (problem.path, problem.fix) for p in problems):
                 problems.append(problem)
+    return problems
+
+
+# ---- what JSON Schema cannot see: non-finite numbers and invisible characters --------------------------
+
+# Python's json module reads NaN, Infinity and -Infinity (not JSON) and turns 1e999 into infinity; the
+# schema's bounds then let infinity through. The reader keeps such a number as written (_NonFinite), and
+# every profile refuses it with its path.
+# Refused in every string: C0 and C1 controls (NUL, BEL, ESC...), lone surrogates (not text: they cannot
+# even be written as UTF-8), the bidirectional controls (U+202E makes a title display reversed) and the
+# Unicode line and paragraph separators. Tab, LF and CR are allowed in the multi-line fields only.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_MULTILINE_FIELDS = frozenset({"blurb", "technique_summary", "non_record_reason"})
+_CHARACTER_KINDS = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+
+
+class _NonFinite(float):
+    """A number JSON cannot hold, kept with the token the file wrote (`NaN`, `Infinity`, `1e999`)."""
+
+    def __new__(cls, token: str) -> _NonFinite:
+        number = super().__new__(cls, token)
+        number.token = token
+        return number
+
+
+def _parse_float(token: str) -> float:
+    number = float(token)
+    return number if math.isfinite(number) else _NonFinite(token)
+
+
+def _refused_char(char: str, multiline: bool) -> bool:
+    if char in "\t\n\r":
+        return not multiline
+    return unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp") or char in _BIDI_CONTROLS
+
+
+def _describe_char(char: str) -> str:
+    kind = unicodedata.category(char)
+    label = _CHARACTER_KINDS.get(kind, "a bidirectional control")
+    name = unicodedata.name(char, "") if kind != "Cs" else ""
+    return f"U+{ord(char):04X} {name}, {label}" if name else f"U+{ord(char):04X}, {label}"
+
+
+def _leaves(value: Any, path: tuple[str | int, ...] = ()) -> Iterable[tuple[tuple[str | int, ...], Any, bool]]:
+    """Every scalar and every object key of a document: (path, value, is_key)."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield (*path, key), key, True
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, (*path, index))
+    else:
+        yield path, value, False
+
+
+def input_problems(document: Any) -> list[Problem]:
+    """Non-finite numbers and refused characters (in values and keys), one problem per place."""
+    problems = []
+    for path, value, is_key in _leaves(document):
+        if isinstance(value, float) and not math.isfinite(value):
+            written = getattr(value, "token", None) or (
+                "NaN" if math.isnan(value) else f"{value:f}".replace("inf", "Infinity")
+            )
+            problems.append(
+                Problem(json_path(path), f"{written} is not a finite number", "write the measured value as a number")
+            )
+        elif isinstance(value, str):
+            multiline = not is_key and bool(path) and path[-1] in _MULTILINE_FIELDS
+            bad = [i for i, char in enumerate(value) if _refused_char(char, multiline)]
+            if bad:
+                more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+                problems.append(
+                    Problem(
+                        json_path(path),
+                        f"{'the key' if is_key else 'the text'} holds {_describe_char(value[bad[0]])}, "
+                        f"at character {bad[0] + 1}{more}",
+                        "remove it: text must be printable, with no control or bidirectional-override characters",
+                    )
+                )
     return problems
 
 
@@ -319,23 +409,38 @@ def semantic_problems(document: Any, profile: str = "strict") -> list[Problem]:
 
 
 def validate_document(document: Any, profile: str = "strict") -> list[Problem]:
-    """All problems of one parsed submission.json under a profile; empty when it is valid."""
-    found = schema_problems(document, profile)
-    return found + [p for p in semantic_problems(document, profile) if p not in found]
+    """All problems of one parsed submission.json under a profile; empty when it is valid.
+
+    A non-finite number or a refused character comes first, and alone at its path: the schema's verdict
+    on `NaN` (below the bound 0) or on a name holding NUL would only blur it.
+    """
+    unusable = input_problems(document)
+    marked = {p.path for p in unusable}
+    found = [p for p in schema_problems(document, profile) if p.path not in marked]
+    found += [p for p in semantic_problems(document, profile) if p not in found and p.path not in marked]
+    return unusable + found
 
 
 def read_json(path: Path) -> Any:
     """Parse a file, turning unreadable or malformed JSON into a one-line GolfkitError."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise GolfkitError(str(path), f"not UTF-8 at byte {exc.start}: {exc.reason}", "save the file as UTF-8") from exc
+    except OSError as exc:
         raise GolfkitError(str(path), f"cannot read: {exc.__class__.__name__}: {exc}", "check the path") from exc
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_parse_float, parse_constant=_NonFinite)
     except json.JSONDecodeError as exc:
         raise GolfkitError(
             str(path), f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", "fix the JSON syntax"
         ) from exc
+    except RecursionError:
+        raise GolfkitError(str(path), "nested too deeply to read", "write a flat submission.json") from None
+    except ValueError:  # only an integer of more digits than Python converts (4,300) gets here
+        raise GolfkitError(
+            str(path), "an integer has too many digits to read", "write numbers of ordinary size"
+        ) from None
 
 
 def validate_file(path: str | Path, profile: str = "strict") -> list[Problem]:

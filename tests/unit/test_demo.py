@@ -104,3 +104,42 @@ def test_demo_rules_load_by_name_even_beside_a_demo_folder(tmp_path: Path, monke
     assert rules.artifact_byte_cap == load_rules("track_10min_16mb").artifact_byte_cap
     assert rules.min_seeds == 1 and rules.significance is None
     assert rules.train_time_limit_s is not None and rules.eval_time_limit_s is not None
+
+
+def _demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[int, dict[str, str], str]:
+    """The environment the runner gives the demo's training process, caught where it would start it
+    (after the record's config has been loaded from the same settings); nothing is trained."""
+    import golfkit.demo as demo
+    import golfkit.runner as runner
+    from golfkit.seedrun import SeedOutcome
+
+    seen: dict[str, str] = {}
+
+    def fake_run_seed(seed, command, env, runs_dir, on_line=None):
+        seen.update(env)
+        return SeedOutcome(seed, runs_dir / "x.log", False, 1, 0.0)
+
+    model = tmp_path / "tok.model"
+    monkeypatch.setattr(demo, "prepare_demo_data", lambda data_dir, out: demo.DemoData(data_dir, model, True))
+    monkeypatch.setattr(demo, "bundle_demo_program", lambda runs_dir, out: runs_dir / "train_gpt.py")
+    monkeypatch.setattr(runner, "run_preflight", lambda plan, cfg: [])
+    monkeypatch.setattr(runner, "run_seed", fake_run_seed)
+    code, out, err, _ = _demo(tmp_path / "demo", *extra)
+    return code, seen, out + err
+
+
+def test_demo_sets_its_own_thread_count_over_the_shells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")  # a shell's setting must not decide the demo's speed
+    code, env, text = _demo_env(tmp_path, monkeypatch)
+    assert "demo threads: 1 for the training process" in text
+    assert code == 1 and "seed 42 failed" in text  # the stand-in run, after the config accepted the settings
+    assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"]) == ("1", "1")
+    assert env["TOKENIZER_PATH"] == str(tmp_path / "tok.model") and env["VOCAB_SIZE"] == "512"
+    _, env, _ = _demo_env(tmp_path, monkeypatch, "--threads", "2")
+    assert env["OMP_NUM_THREADS"] == "2"
+
+
+def test_demo_refuses_a_thread_count_below_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, env, text = _demo_env(tmp_path, monkeypatch, "--threads", "0")
+    assert code == 2 and env == {}
+    assert text == "golfkit demo: --threads: 0 is not a thread count (give 1 or more)\n"

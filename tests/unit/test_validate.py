@@ -274,3 +274,132 @@ def test_json_path_matches_jsonschema() -> None:
 
 def test_schema_path_is_inside_the_repo() -> None:
     assert SCHEMA_PATH == REPO / "schemas" / "submission.schema.json"
+
+
+# ---- bad input: numbers JSON cannot hold, invisible characters, files that cannot be read -------------
+
+
+def _write_example(tmp_path: Path, edit) -> Path:
+    """The kit's example as text, edited as text (so tokens Python's json would never write can go in)."""
+    path = tmp_path / "submission.json"
+    path.write_bytes(edit(KIT_EXAMPLE.read_text(encoding="utf-8")).encode("utf-8", "surrogatepass"))
+    return path
+
+
+def _replace_value(text: str, key: str, token: str) -> str:
+    """Put `token` as the first value of `key` in the JSON text."""
+    marker = f'"{key}": '
+    start = text.index(marker) + len(marker)
+    end = min(i for i in (text.find(",", start), text.find("\n", start), text.find("}", start)) if i >= 0)
+    return text[:start] + token + text[end:]
+
+
+@pytest.mark.parametrize("profile", ["strict", "lenient"])
+@pytest.mark.parametrize("token", ["1e999", "-1e999", "Infinity", "-Infinity", "NaN"])
+def test_non_finite_score_is_refused_naming_its_path(tmp_path: Path, token: str, profile: str) -> None:
+    path = _write_example(tmp_path, lambda text: _replace_value(text, "val_bpb", token))
+    code, out, err = _cli("--profile", profile, str(path))
+    assert code == 1 and err == ""
+    assert (
+        out.splitlines()[0]
+        == f"{path}: $.val_bpb: {token} is not a finite number (write the measured value as a number)"
+    )
+    assert len(out.splitlines()) == 2, out  # the one problem, then the summary: nothing else about $.val_bpb
+
+
+def test_non_finite_per_seed_value_is_refused(tmp_path: Path) -> None:
+    def edit(text: str) -> str:
+        seeds_at = text.index('"seed_results"')
+        return text[:seeds_at] + _replace_value(text[seeds_at:], "val_loss", "NaN")
+
+    code, out, _ = _cli(str(_write_example(tmp_path, edit)))
+    first_seed = next(iter(json.loads(KIT_EXAMPLE.read_text())["seed_results"]))
+    assert code == 1
+    assert f"$.seed_results['{first_seed}'].val_loss: NaN is not a finite number" in out
+
+
+def test_non_finite_in_a_built_document_is_named() -> None:
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["val_bpb_std"] = float("inf")
+    document["seed_results"]["42"]["eval_time_s"] = float("nan")
+    problems = validate_document(document)
+    assert [(p.path, p.what) for p in problems[:2]] == [
+        ("$.val_bpb_std", "Infinity is not a finite number"),
+        ("$.seed_results['42'].eval_time_s", "NaN is not a finite number"),
+    ]
+
+
+# (label, JSON string literal as the file writes it, what the line must name)
+REFUSED_TEXT = [
+    ("NUL", '"Golf\\u0000Kit"', "U+0000, a control character, at character 5"),
+    ("BEL", '"\\u0007GolfKit"', "U+0007, a control character, at character 1"),
+    ("ESC", '"Golf\\u001b[31mKit"', "U+001B, a control character"),
+    ("DEL-C1", '"Golf\\u0085Kit"', "U+0085, a control character"),
+    ("right-to-left override", '"Golf\u202eKit"', "U+202E RIGHT-TO-LEFT OVERRIDE, a bidirectional control"),
+    ("right-to-left isolate", '"Golf\\u2067Kit\\u2069"', "U+2067 RIGHT-TO-LEFT ISOLATE, a bidirectional control"),
+    ("lone surrogate", '"Golf\\ud800Kit"', "U+D800, a lone surrogate, at character 5"),
+    ("line separator", '"Golf\\u2028Kit"', "U+2028 LINE SEPARATOR, a line separator"),
+    ("newline in a title", '"Golf\\nKit"', "U+000A, a control character"),
+    ("several", '"\\u0000\\u0007\\u202e"', "U+0000, a control character, at character 1 and 2 more"),
+]
+
+
+@pytest.mark.parametrize(("label", "literal", "named"), REFUSED_TEXT, ids=[r[0] for r in REFUSED_TEXT])
+@pytest.mark.parametrize("field", ["name", "author", "hardware"])
+def test_refused_characters_in_free_text(tmp_path: Path, field: str, label: str, literal: str, named: str) -> None:
+    path = _write_example(tmp_path, lambda text: _replace_value(text, field, literal))
+    code, out, err = _cli(str(path))
+    assert code == 1 and err == "", label
+    first = out.splitlines()[0]
+    assert first.startswith(f"{path}: $.{field}: the text holds {named}"), first
+    assert first.isprintable(), "the error line itself must not carry the character"
+
+
+def test_refused_character_in_a_key_is_named(tmp_path: Path) -> None:
+    path = _write_example(
+        tmp_path, lambda text: text.replace('"hardware":', '"versions": {"tri\\u202eton": "3.5.1"}, "hardware":')
+    )
+    code, out, _ = _cli(str(path))
+    assert code == 1
+    assert f"{path}: $.versions['tri\\u202eton']: the key holds U+202E RIGHT-TO-LEFT OVERRIDE" in out
+
+
+def test_a_document_that_is_only_bad_text_is_named_at_the_root() -> None:
+    first = validate_document("\u202e")[0]
+    assert (first.path, first.what) == (
+        "$",
+        "the text holds U+202E RIGHT-TO-LEFT OVERRIDE, a bidirectional control, at character 1",
+    )
+
+
+def test_lines_break_in_the_blurb_but_not_in_the_name() -> None:
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["blurb"] = "First line.\n\tSecond line, indented.\r\n"
+    assert validate_document(document) == []
+    document["name"] = "Two\tcolumns"
+    assert [p.path for p in validate_document(document)] == ["$.name"]
+
+
+def test_other_schema_messages_escape_invisible_characters() -> None:
+    document = json.loads(KIT_EXAMPLE.read_text())
+    document["track"] = "10min\u202e_16mb"
+    lines = [p.line("f") for p in validate_document(document)]
+    assert all(line.isprintable() for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("label", "content", "named"),
+    [
+        ("not UTF-8 (a lone surrogate as raw bytes)", b'{"name": "\xed\xa0\x80"}', "not UTF-8 at byte 10"),
+        ("nested too deeply", b"[" * 100_000 + b"]" * 100_000, "nested too deeply to read"),
+        ("a 5,000-digit integer", b'{"seeds": [' + b"9" * 5000 + b"]}", "an integer has too many digits to read"),
+    ],
+)
+def test_unreadable_files_are_one_line_exit_2(tmp_path: Path, label: str, content: bytes, named: str) -> None:
+    path = tmp_path / "submission.json"
+    path.write_bytes(content)
+    code, out, err = _cli(str(path))
+    assert code == 2, label
+    assert err.count("\n") == 1 and err.startswith(f"{path}: {named}") and "Traceback" not in err
+    assert out.startswith("FAIL: 0 valid, 0 invalid, 1 unreadable")
+    assert path.read_bytes() == content  # validate never writes
