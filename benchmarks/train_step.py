@@ -301,6 +301,14 @@ def main() -> int:
         "--data", type=Path, default=None, metavar="DIR", help="time real shards: a `golfkit data prepare` folder"
     )
     parser.add_argument(
+        "--sync-ab",
+        type=int,
+        default=6,
+        metavar="N",
+        help="after each phase, N more steps with a host sync after every step (the A/B of the trainer's "
+        "unsynced clock; 0 skips)",
+    )
+    parser.add_argument(
         "--attention",
         choices=ATTENTION_BACKENDS,
         default=None,
@@ -351,6 +359,7 @@ def main() -> int:
     # Steps run back to back with no host sync between them, as in training; each step's time is the
     # GPU's, between events recorded at step boundaries (so idle time the host causes is counted).
     times: dict[bool, list[float]] = {False: [], True: []}
+    sync_ab: dict[bool, dict] = {}
     for looping in (False, True):
         phase = [step for step in range(args.steps) if (cfg.num_loops > 0 and step >= args.loops_at) == looping]
         if not phase:
@@ -363,6 +372,21 @@ def main() -> int:
             marks.append(StepMark(place.device))
         sync()
         times[looping] = [a.ms_until(b) for a, b in itertools.pairwise(marks)]
+        # A/B: the same steps with a host sync after each, as the trainer's clock did before it stopped
+        # synchronising on every read (record/schedule.py TrainClock).
+        synced = []
+        for step in phase[: args.sync_ab]:
+            sync()
+            t0 = time.perf_counter()
+            session.step(step, 1.0)
+            sync()
+            synced.append(1000.0 * (time.perf_counter() - t0))
+        if synced:
+            sync_ab[looping] = {
+                "steps": len(synced),
+                "ms_per_step_median_no_host_sync": round(statistics.median(times[looping][-len(synced) :]), 2),
+                "ms_per_step_median_host_sync_each_step": round(statistics.median(synced), 2),
+            }
         if place.is_main:
             median = statistics.median(times[looping])
             print(f"looping:{looping} steps:{len(phase)} loss:{loss.item():.4f} median ms:{median:.1f}", flush=True)
@@ -397,6 +421,7 @@ def main() -> int:
         "peak_memory_reserved_mib": reserved // 2**20,
         "before_loops": phase_stats(times[False], cfg.train_batch_tokens, cfg, False, gpus),
         "loops_on": phase_stats(times[True], cfg.train_batch_tokens, cfg, True, gpus),
+        "host_sync_ab": {("loops_on" if looping else "before_loops"): ab for looping, ab in sync_ab.items()},
         "date": time.strftime("%Y-%m-%d"),
     }
     if not args.tiny and place.world_size == 1 and "H100" in str(info.get("device", "")):
