@@ -233,7 +233,7 @@ def _torch_varlen() -> Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]:
     return call
 
 
-def _load_backend(name: str) -> None:
+def load_attention_backend(name: str) -> None:
     """Import a backend's kernels (once). Raises whatever the import raises: the pick reports it."""
     if name == "fa4":
         _fa4_ops()
@@ -247,7 +247,7 @@ def _varlen_doc_attention(q: Tensor, k: Tensor, v: Tensor, layout: DocLayout, ba
         raise RecordError("attention", f"the {backend} backend needs cu_seqlens", "build the layout with them")
     # Eager callers may come here first; under torch.compile the pick has already loaded the backend.
     if not torch.compiler.is_compiling():
-        _load_backend(backend)
+        load_attention_backend(backend)
     flat = [t.reshape(rows * seq_len, t.shape[2], dim).contiguous() for t in (q, k, v)]
     if backend == "fa4":
         out = torch.ops.golfkit.fa4_varlen_fwd(*flat, layout.cu_seqlens, layout.max_seqlen)[0]
@@ -296,7 +296,7 @@ def _backend_refusal(name: str, device: torch.device) -> str | None:
     if name == "fa3" and major != 9:
         return f"FlashAttention-3 runs on Hopper (9.x) only (this GPU: {major}.{minor})"
     try:
-        _load_backend(name)
+        load_attention_backend(name)
         g = torch.Generator(device=device).manual_seed(0)
         q, k, v = (torch.randn(1, 128, h, 64, device=device, dtype=torch.bfloat16, generator=g) for h in (4, 2, 2))
         tokens = torch.zeros(1, 128, dtype=torch.long, device=device)

@@ -109,7 +109,7 @@ def test_fa3_path_compiled_fullgraph_matches_the_definition(fa3_stand_in):
     model = _tiny_model()
     model.attention_backend = "fa3"
     model.set_looping(True)
-    attention._load_backend("fa3")  # what the startup pick does, outside any trace
+    attention.load_attention_backend("fa3")  # what the startup pick does, outside any trace
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     got = compiled(tokens, targets, cu_seqlens=cu)
     got.backward()
