@@ -19,7 +19,7 @@ import lzma
 import re
 from pathlib import Path
 
-from record.sizes import STUB_BODY, STUB_IMPORTS, CodeSize
+from record.sizes import STUB_END, STUBS, CodeSize
 
 # python-minifier's options: the reference's `--no-hoist-literals --remove-literal-statements
 # --remove-asserts --prefer-single-line`, but with local and global names renamed (the challenge counts
@@ -120,8 +120,30 @@ def minify_source(source: str) -> str:
     return shipped + "\n"
 
 
-def wrap_self_extracting(source: str, codec: str) -> str:
-    """A program that decompresses `source` and runs it as the script itself (codec lzma or brotli)."""
+def escape_payload(packed: bytes) -> bytes:
+    """`packed` as the body of a triple-quoted string in a latin-1 file: every byte is its own
+    character except backslash, CR (the parser would turn it into LF) and NUL (refused in source),
+    which are escaped, and a quote followed by a quote or ending the string, escaped so no three
+    unescaped quotes ever meet. LF stays raw: a triple-quoted string may span lines."""
+    out = bytearray()
+    for i, byte in enumerate(packed):
+        after = packed[i + 1 : i + 2]
+        if byte == 0x5C:  # backslash
+            out += b"\\\\"
+        elif byte == 0x0D:
+            out += b"\\r"
+        elif byte == 0x00:
+            out += b"\\x00" if after and after in b"01234567" else b"\\0"  # `\0` then a digit reads as octal
+        elif byte == 0x22 and after in (b"", b'"'):
+            out += b'\\"'
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+def wrap_self_extracting(source: str, codec: str, encoding: str = "base85") -> bytes:
+    """A program that decompresses `source` and runs it as the script itself: codec lzma or brotli,
+    the compressed bytes held as `encoding` (a key of record/sizes.py's STUBS)."""
     raw = source.encode()
     if codec == "lzma":
         packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
@@ -131,8 +153,9 @@ def wrap_self_extracting(source: str, codec: str) -> str:
         packed = brotli.compress(raw, quality=11)
     else:
         raise ValueError(f"unknown self-extracting codec {codec!r}")
-    payload = base64.b85encode(packed).decode()
-    return STUB_IMPORTS[codec] + "\n" + STUB_BODY.replace("{payload}", payload)
+    head, tail = STUBS[encoding]
+    body = base64.b85encode(packed) if encoding == "base85" else escape_payload(packed)
+    return head.format(codec=codec).encode() + body + (tail + STUB_END).encode()
 
 
 def package_source(package_dir: Path) -> str:
@@ -167,7 +190,7 @@ def estimate_code_size(package_dir: Path) -> CodeSize:
             "python-minifier is not installed: code size estimated from unminified source (pip install python-minifier)"
         )
     wrapped = wrap_self_extracting(shipped, "brotli")
-    return CodeSize(uncompressed=len(shipped.encode()), compressed=len(wrapped.encode()), note=note)
+    return CodeSize(uncompressed=len(shipped.encode()), compressed=len(wrapped), note=note)
 
 
 def strip_docstrings(source: str) -> str:
