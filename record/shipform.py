@@ -1,9 +1,10 @@
 """The form the record ships in: its source minified and wrapped in a self-extracting program.
 
 The challenge counts code bytes as the size of the train_gpt.py file that runs. Like the reference, we
-minify the source with python-minifier (the reference's options: no renaming, no literal hoisting,
-docstrings and asserts removed, one line per block where it can) and wrap it brotli + base85; unlike
-the reference, we ship that file, so the counted bytes are the bytes submitted.
+minify the source with python-minifier (docstrings and asserts removed, one line per block where it
+can, literals not hoisted) and wrap it brotli + base85, but we also rename local and global names,
+except those the program reads by name at run time (kept_names). Unlike the reference, we ship that
+file, so the counted bytes are the bytes submitted.
 
 Package-only: `golfkit bundle` writes train_gpt.py with it, and record/sizes.py calls it to estimate the
 count when the record runs as a package. It is never bundled: the shipped program measures its own
@@ -18,12 +19,14 @@ import lzma
 import re
 from pathlib import Path
 
-from record.sizes import STUB_BODY, STUB_IMPORTS, CodeSize
+from record.sizes import STUB_END, STUBS, CodeSize
 
-# python-minifier's options, as the reference's `pyminify --no-rename-locals --no-hoist-literals
-# --remove-literal-statements --remove-asserts --prefer-single-line`.
+# python-minifier's options: the reference's `--no-hoist-literals --remove-literal-statements
+# --remove-asserts --prefer-single-line`, but with local and global names renamed (the challenge counts
+# the file, not how it was minified). Hoisting literals makes the compressed file larger.
 MINIFY_OPTIONS = {
-    "rename_locals": False,
+    "rename_locals": True,
+    "rename_globals": True,
     "hoist_literals": False,
     "remove_literal_statements": True,
     "remove_asserts": True,
@@ -32,6 +35,9 @@ MINIFY_OPTIONS = {
 # Functions under these decorators read their own annotations at run time: torch.library.custom_op
 # infers the op schema from them, triton.jit reads `tl.constexpr`. Every other annotation is dropped.
 ANNOTATION_READERS = ("custom_op", "jit")
+# Top-level names read from outside the program: the probe in tests/unit/test_bundle.py, and `main`
+# kept for readable tracebacks.
+OUTSIDE_NAMES = ("main", "code_size_of_running_program")
 
 
 def _reads_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -53,9 +59,44 @@ def drop_annotations(source: str) -> str:
     return ast.unparse(tree) + "\n"
 
 
+def read_at_run_time(tree: ast.Module) -> list[str]:
+    """The text the program reads from its own source at run time, which minifying must not change:
+    class-level annotations (dataclass fields; config parses a field by its type's name, `int`,
+    `float`, `bool`) and the signatures of functions whose decorators read annotations."""
+    texts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            texts += [
+                f"{ast.unparse(s.target)}: {ast.unparse(s.annotation)}"
+                for s in node.body
+                if isinstance(s, ast.AnnAssign)
+            ]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _reads_annotations(node):
+            texts.append(f"({ast.unparse(node.args)}) -> {ast.unparse(node.returns or ast.Constant(None))}")
+    return texts
+
+
+def kept_names(tree: ast.Module) -> list[str]:
+    """Names renaming leaves alone: those in the annotations read at run time (above), and every name
+    a triton.jit kernel binds (Triton compiles the kernel from its source; it stays as written)."""
+    kept = set(OUTSIDE_NAMES)
+    for node in ast.walk(tree):
+        annotations = []
+        if isinstance(node, ast.ClassDef):
+            annotations = [s.annotation for s in node.body if isinstance(s, ast.AnnAssign)]
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _reads_annotations(node):
+            annotations = [node.returns, *(a.annotation for a in ast.walk(node.args) if isinstance(a, ast.arg))]
+            if any("jit" in ast.unparse(d) for d in node.decorator_list):
+                kept |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                kept |= {a.arg for a in ast.walk(node.args) if isinstance(a, ast.arg)}
+        kept |= {n.id for a in annotations if a is not None for n in ast.walk(a) if isinstance(n, ast.Name)}
+    return sorted(kept)
+
+
 def minify_source(source: str) -> str:
     """The shipped source: annotations dropped as above, then python-minifier with MINIFY_OPTIONS
-    (class-level annotations stay: dataclasses need them). Raises ImportError without python-minifier."""
+    (class-level annotations stay: dataclasses need them), renaming all but kept_names. Raises
+    ImportError without python-minifier, ValueError if minifying changed what read_at_run_time lists."""
     import python_minifier
 
     keep_readers = python_minifier.RemoveAnnotationsOptions(
@@ -64,11 +105,45 @@ def minify_source(source: str) -> str:
         remove_argument_annotations=False,
         remove_class_attribute_annotations=False,
     )
-    return python_minifier.minify(drop_annotations(source), remove_annotations=keep_readers, **MINIFY_OPTIONS) + "\n"
+    source = drop_annotations(source)
+    tree = ast.parse(source)
+    kept = kept_names(tree)
+    shipped = python_minifier.minify(
+        source, remove_annotations=keep_readers, preserve_locals=kept, preserve_globals=kept, **MINIFY_OPTIONS
+    )
+    before, after = read_at_run_time(tree), read_at_run_time(ast.parse(shipped))
+    if before != after:
+        changed = [f"{b!r} -> {a!r}" for b, a in zip(before, after, strict=False) if a != b] or [
+            f"{len(before)} vs {len(after)}"
+        ]
+        raise ValueError(f"minifying changed annotations the program reads at run time: {changed[:3]}")
+    return shipped + "\n"
 
 
-def wrap_self_extracting(source: str, codec: str) -> str:
-    """A program that decompresses `source` and runs it as the script itself (codec lzma or brotli)."""
+def escape_payload(packed: bytes) -> bytes:
+    """`packed` as the body of a triple-quoted string in a latin-1 file: every byte is its own
+    character except backslash, CR (the parser would turn it into LF) and NUL (refused in source),
+    which are escaped, and a quote followed by a quote or ending the string, escaped so no three
+    unescaped quotes ever meet. LF stays raw: a triple-quoted string may span lines."""
+    out = bytearray()
+    for i, byte in enumerate(packed):
+        after = packed[i + 1 : i + 2]
+        if byte == 0x5C:  # backslash
+            out += b"\\\\"
+        elif byte == 0x0D:
+            out += b"\\r"
+        elif byte == 0x00:
+            out += b"\\x00" if after and after in b"01234567" else b"\\0"  # `\0` then a digit reads as octal
+        elif byte == 0x22 and after in (b"", b'"'):
+            out += b'\\"'
+        else:
+            out.append(byte)
+    return bytes(out)
+
+
+def wrap_self_extracting(source: str, codec: str, encoding: str = "base85") -> bytes:
+    """A program that decompresses `source` and runs it as the script itself: codec lzma or brotli,
+    the compressed bytes held as `encoding` (a key of record/sizes.py's STUBS)."""
     raw = source.encode()
     if codec == "lzma":
         packed = lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)
@@ -78,8 +153,9 @@ def wrap_self_extracting(source: str, codec: str) -> str:
         packed = brotli.compress(raw, quality=11)
     else:
         raise ValueError(f"unknown self-extracting codec {codec!r}")
-    payload = base64.b85encode(packed).decode()
-    return STUB_IMPORTS[codec] + "\n" + STUB_BODY.replace("{payload}", payload)
+    head, tail = STUBS[encoding]
+    body = base64.b85encode(packed) if encoding == "base85" else escape_payload(packed)
+    return head.format(codec=codec).encode() + body + (tail + STUB_END).encode()
 
 
 def package_source(package_dir: Path) -> str:
@@ -114,7 +190,7 @@ def estimate_code_size(package_dir: Path) -> CodeSize:
             "python-minifier is not installed: code size estimated from unminified source (pip install python-minifier)"
         )
     wrapped = wrap_self_extracting(shipped, "brotli")
-    return CodeSize(uncompressed=len(shipped.encode()), compressed=len(wrapped.encode()), note=note)
+    return CodeSize(uncompressed=len(shipped.encode()), compressed=len(wrapped), note=note)
 
 
 def strip_docstrings(source: str) -> str:

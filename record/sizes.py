@@ -2,16 +2,16 @@
 
 The challenge counts code bytes + compressed model bytes <= 16,000,000. Our code bytes are the size of the
 train_gpt.py file that runs, as it sits on disk: `golfkit bundle` writes it as a self-extracting program
-(the minified source, compressed, base85-encoded and exec'd; record/shipform.py writes that form, this
-module reads it). The reference instead minified and compressed its source in memory and counted a stub
-it never wrote; counting the real file removes that gap between what is counted and what is submitted.
+(the minified source, compressed, base85-encoded or held in a latin-1 string, and exec'd;
+record/shipform.py writes that form, this module reads it). The reference instead minified and
+compressed its source in memory and counted a stub it never wrote; counting the real file removes that
+gap between what is counted and what is submitted.
 """
 
 from __future__ import annotations
 
 import base64
 import importlib
-import lzma
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,20 +21,22 @@ from record.logkeys import fmt_code_size, fmt_code_size_note, fmt_size_report
 
 CHALLENGE_CAP_BYTES = 16_000_000  # decimal bytes, code + compressed model
 
-# The self-extracting stub. linecache gets the source so tracebacks, inspect.getsource (Triton's
-# @jit needs it) and torch.compile see real lines; the filename is the script's own.
-STUB_IMPORTS = {
-    "lzma": "import lzma as Z,base64 as B,linecache as C",
-    "brotli": "import brotli as Z,base64 as B,linecache as C",
+# The self-extracting stubs, (head, tail) around the compressed source, one per payload encoding:
+# - base85: ASCII, 25% over the compressed bytes;
+# - latin1: the bytes themselves in a triple-quoted string of a latin-1 file, one character per byte
+#   (record/shipform.py escapes only backslash, CR, NUL and the quotes that could end the string),
+#   about 2% over. The file is not UTF-8, so it waits for record/train.py to stop reading its own file
+#   as UTF-8 (`golfkit bundle --payload latin1`).
+# STUB_END puts the source in linecache so tracebacks, inspect.getsource (Triton's @jit needs it) and
+# torch.compile see real lines; the filename is the script's own.
+STUBS = {
+    "base85": ('import {codec} as Z,base64 as B,linecache as C\ns=Z.decompress(B.b85decode("', '")).decode()\n'),
+    "latin1": (
+        '#coding:latin-1\nimport {codec} as Z,linecache as C\ns=Z.decompress("""',
+        '""".encode("latin-1")).decode()\n',
+    ),
 }
-STUB_BODY = (
-    's=Z.decompress(B.b85decode("{payload}")).decode()\n'
-    "C.cache[__file__]=(len(s),None,s.splitlines(True),__file__)\n"
-    'exec(compile(s,__file__,"exec"))\n'
-)
-_STUB_PATTERN = re.compile(
-    r'\Aimport (lzma|brotli) as Z,base64 as B,linecache as C\ns=Z\.decompress\(B\.b85decode\("([^"]*)"\)\)'
-)
+STUB_END = 'C.cache[__file__]=(len(s),None,s.splitlines(True),__file__)\nexec(compile(s,__file__,"exec"))\n'
 
 
 @dataclass(frozen=True)
@@ -48,23 +50,22 @@ class CodeSize:
     note: str = ""
 
 
-def unwrap_self_extracting(text: str) -> str | None:
-    """The source inside a self-extracting program, or None if `text` is a plain program."""
-    match = _STUB_PATTERN.match(text)
-    if not match:
-        return None
-    packed = base64.b85decode(match.group(2))
-    if match.group(1) == "lzma":
-        return lzma.decompress(packed).decode()
-    import brotli
-
-    return brotli.decompress(packed).decode()
+def unwrap_self_extracting(data: bytes) -> str | None:
+    """The source inside a self-extracting program (the file's bytes), or None if it is a plain one."""
+    for encoding, (head, tail) in STUBS.items():
+        match = re.match(re.escape(head).replace(re.escape("{codec}"), "(lzma|brotli)").encode(), data)
+        end = data.rfind((tail + STUB_END).encode())
+        if match and end >= match.end():
+            body = data[match.end() : end]
+            packed = base64.b85decode(body) if encoding == "base85" else body.decode("unicode_escape").encode("latin-1")
+            return importlib.import_module(match.group(1).decode()).decompress(packed).decode()
+    return None
 
 
 def code_size_of_file(path: str | Path) -> CodeSize:
     """CodeSize of a program file: its own byte count, and the size of the source it carries."""
     data = Path(path).read_bytes()
-    inner = unwrap_self_extracting(data.decode("utf-8", errors="replace"))
+    inner = unwrap_self_extracting(data)
     return CodeSize(uncompressed=len(inner.encode()) if inner is not None else len(data), compressed=len(data))
 
 

@@ -4,7 +4,9 @@ the real record/ as a one-file program that runs alone and measures its own code
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from golfkit.bundle import RECORD_DIR, build_program
 from golfkit.cli import run as cli_run
 from golfkit.errors import GolfkitError
-from record.shipform import estimate_code_size
+from record.shipform import escape_payload, estimate_code_size, wrap_self_extracting
 from record.sizes import code_size_of_file, unwrap_self_extracting
 
 MODULES = {
@@ -40,14 +42,15 @@ def fake_record(tmp_path: Path, **changes: str | None) -> Path:
 
 
 def test_plain_bundle_drops_record_imports_and_hoists_future(tmp_path):
-    text, sizes = build_program(fake_record(tmp_path), wrap="plain")
+    program, sizes = build_program(fake_record(tmp_path), wrap="plain")
+    text = program.decode()
     assert "from record" not in text and text.count("from __future__ import annotations") == 1
     assert text.index("# ---- record/alpha.py ----") < text.index("# ---- record/beta.py ----")
     assert text.splitlines()[1] == "from __future__ import annotations"
     namespace: dict = {"__name__": "bundled"}
     exec(compile(text, "train_gpt.py", "exec"), namespace)
     assert namespace["doubled"]() == 40
-    assert sizes == {"plain": len(text.encode())}
+    assert sizes == {"plain": len(program)}
 
 
 @pytest.mark.parametrize(
@@ -69,7 +72,7 @@ def test_bundle_errors_are_loud(tmp_path, changes, message):
 def test_missing_module_can_be_left_out_only_with_a_warning(tmp_path):
     err = io.StringIO()
     text, _ = build_program(fake_record(tmp_path, **{"beta.py": None}), wrap="plain", allow_missing=True, err=err)
-    assert "WARNING: record/beta.py is missing" in err.getvalue() and "record/beta.py ----" not in text
+    assert "WARNING: record/beta.py is missing" in err.getvalue() and b"record/beta.py ----" not in text
 
 
 def test_real_record_bundles_byte_stable_and_picks_the_smallest_form(tmp_path):
@@ -77,64 +80,119 @@ def test_real_record_bundles_byte_stable_and_picks_the_smallest_form(tmp_path):
     first, sizes = build_program(wrap="auto", allow_missing=allow)
     second, _ = build_program(wrap="auto", allow_missing=allow)
     assert first == second
-    assert len(first.encode()) == min(sizes.values()) and sizes["plain"] > 3 * len(first.encode())
+    assert len(first) == min(sizes.values()) and sizes["plain"] > 3 * len(first)
     inner = unwrap_self_extracting(first)
     assert inner is not None and "\ndef main(" in inner
     target = tmp_path / "train_gpt.py"
-    target.write_text(first)
+    target.write_bytes(first)
     assert code_size_of_file(target).compressed == target.stat().st_size
     assert code_size_of_file(target).uncompressed == len(inner.encode())
 
 
+def _awkward_payloads() -> list[bytes]:
+    """Byte strings that stress the latin-1 literal: quote runs at either end, backslashes, NUL before
+    an octal digit, CR/LF, and random bytes of many lengths."""
+    rng = random.Random(16)
+    edge = [b"", b'"', b'""', b'"""', b'""""', b"\\", b'\\"', b'"\\', b"\0", b"\x007", b"\0\0", b"\r", b"\r\n", b"\n"]
+    mixed = [bytes(rng.choice(b'"\\\0\r\n07a\xff') for _ in range(rng.randrange(1, 40))) for _ in range(2000)]
+    noise = [rng.randbytes(n) for n in [*range(1, 300), 4096, 65_536]]
+    return edge + mixed + noise
+
+
+def test_payload_literal_round_trips_byte_exact(tmp_path):
+    """Each payload, escaped into a triple-quoted string of a latin-1 file, reads back byte for byte:
+    through the file parser (`python file.py`), compile() of the bytes (runpy) and the size reader."""
+    payloads = _awkward_payloads()
+    literals = b",".join(b'"""' + escape_payload(p) + b'"""' for p in payloads)
+    program = b"#coding:latin-1\nimport hashlib\nX=[" + literals + b"]\n"
+    program += b"print(hashlib.sha256(b''.join(x.encode('latin-1') + b'|' for x in X)).hexdigest())\n"
+    (tmp_path / "p.py").write_bytes(program)
+    done = subprocess.run([sys.executable, "p.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == hashlib.sha256(b"".join(p + b"|" for p in payloads)).hexdigest()
+    namespace: dict = {}
+    exec(compile(program, "p.py", "exec"), namespace)
+    assert [x.encode("latin-1") for x in namespace["X"]] == payloads
+    assert all(escape_payload(p).decode("unicode_escape").encode("latin-1") == p for p in payloads)
+
+
+@pytest.mark.parametrize("codec", ["brotli", "lzma"])
+@pytest.mark.parametrize("encoding", ["base85", "latin1"])
+def test_self_extracting_program_runs_and_unwraps(tmp_path, codec, encoding):
+    odd = '\\ """ \r \x00 \u00e9'
+    source = f"import sys\nprint('ok', len(sys.argv), ascii({odd!r}))\n"
+    (tmp_path / "w.py").write_bytes(wrap_self_extracting(source, codec, encoding))
+    done = subprocess.run([sys.executable, "w.py", "x"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == f"ok 2 {odd!a}\n", done.stderr[-2000:]
+    assert unwrap_self_extracting((tmp_path / "w.py").read_bytes()) == source
+    assert unwrap_self_extracting(source.encode()) is None
+
+
 REFERENCE_CODE_BYTES = 31_999  # PR #1934's logged `Code size (compressed)`
-# Today's count, a ratchet: the record must not grow while issue 16 point 3 brings it under the reference.
-CODE_BYTES_CEILING = 42_300
+# Today's count, a ratchet: the record must not grow back toward the reference's budget.
+CODE_BYTES_CEILING = 39_324
 
 
 @pytest.fixture(scope="module")
-def shipped() -> tuple[str, str]:
+def shipped() -> tuple[bytes, str]:
     """(the train_gpt.py `golfkit bundle` writes for today's record/, the source it carries)."""
     text, _ = build_program(wrap="auto", allow_missing=not (RECORD_DIR / "train.py").exists())
     return text, unwrap_self_extracting(text)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 point 3: 42.2 KB today; drop this mark once it passes")
+@pytest.mark.xfail(strict=True, reason="issue 16 point 3: 39.3 KB with base85; passes with --payload latin1 by default")
 def test_counted_code_bytes_fit_the_reference_budget(shipped):
-    assert len(shipped[0].encode()) <= REFERENCE_CODE_BYTES
+    assert len(shipped[0]) <= REFERENCE_CODE_BYTES
+
+
+def test_latin1_payload_fits_the_reference_budget_and_unwraps():
+    """The form that fits: the same minified source, its brotli bytes in a latin-1 string."""
+    program, _ = build_program(wrap="brotli", payload="latin1", allow_missing=not (RECORD_DIR / "train.py").exists())
+    assert len(program) <= REFERENCE_CODE_BYTES
+    assert "\ndef main(" in unwrap_self_extracting(program)
 
 
 def test_counted_code_bytes_do_not_grow(shipped):
-    assert len(shipped[0].encode()) <= CODE_BYTES_CEILING
+    assert len(shipped[0]) <= CODE_BYTES_CEILING
 
 
 def test_minified_bundle_compiles_and_defines_main(shipped):
     tree = ast.parse(shipped[1])
     compile(tree, "train_gpt.py", "exec")
     assert any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body)
-    assert '"""' not in shipped[1] and "\n# ---- record/" not in shipped[1]  # docstrings and banners gone
+    assert "\n# ---- record/" not in shipped[1]  # banners gone
+    scopes = [n for n in ast.walk(tree) if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)]
+    assert len(scopes) > 100 and not [n for n in scopes if ast.get_docstring(n) is not None]  # docstrings too
 
 
-def _annotated_functions(source: str) -> dict[str, str]:
-    """name -> signature text of each function under a decorator that reads annotations."""
-    found = {}
+def _annotations_read_at_run_time(source: str) -> list[str]:
+    """Signatures of functions under a decorator that reads annotations, and class-level annotations
+    (dataclass fields), in source order: the names around them may be renamed, these may not."""
+    found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.FunctionDef) and any(
             "custom_op" in ast.unparse(d) or "jit" in ast.unparse(d) for d in node.decorator_list
         ):
-            found[node.name] = ast.unparse(node.args) + " -> " + ast.unparse(node.returns or ast.Constant(None))
+            found.append(ast.unparse(node.args) + " -> " + ast.unparse(node.returns or ast.Constant(None)))
+        elif isinstance(node, ast.ClassDef):
+            found += [
+                f"{ast.unparse(s.target)}: {ast.unparse(s.annotation)}"
+                for s in node.body
+                if isinstance(s, ast.AnnAssign)
+            ]
     return found
 
 
-def test_minifying_keeps_the_annotations_custom_op_and_triton_read(shipped):
+def test_minifying_keeps_the_annotations_custom_op_triton_and_dataclasses_read(shipped):
     plain, _ = build_program(wrap="plain", allow_missing=not (RECORD_DIR / "train.py").exists())
-    expected = _annotated_functions(plain)
-    assert any("constexpr" in sig for sig in expected.values()) and len(expected) >= 4
-    assert _annotated_functions(shipped[1]) == expected
+    expected = _annotations_read_at_run_time(plain.decode())
+    assert any("constexpr" in sig for sig in expected) and any(sig.startswith("seed: int") for sig in expected)
+    assert _annotations_read_at_run_time(shipped[1]) == expected
 
 
 def test_package_run_estimates_the_bundle_within_a_few_bytes(shipped):
     estimate = estimate_code_size(RECORD_DIR)
-    assert estimate.note == "" and abs(estimate.compressed - len(shipped[0].encode())) <= 64
+    assert estimate.note == "" and abs(estimate.compressed - len(shipped[0])) <= 64
 
 
 def test_bundled_program_imports_alone_and_measures_itself(tmp_path):
@@ -143,7 +201,7 @@ def test_bundled_program_imports_alone_and_measures_itself(tmp_path):
     text, _ = build_program(wrap="auto", allow_missing=allow)
     folder = tmp_path / "submission"
     folder.mkdir()
-    (folder / "train_gpt.py").write_text(text)
+    (folder / "train_gpt.py").write_bytes(text)
     probe = (
         "import runpy, sys; g = runpy.run_path('train_gpt.py', run_name='probe');"
         "assert 'record' not in sys.modules, 'bundle imported the package';"
@@ -176,7 +234,7 @@ def test_bundled_program_trains_alone_and_logs_its_own_byte_count(tmp_path):
     folder = tmp_path / "submission"
     folder.mkdir()
     program = folder / "train_gpt.py"
-    program.write_text(text)
+    program.write_bytes(text)
     env = {**os.environ, **presets.DEMO_SETTINGS, "DATA_DIR": str(data.data_dir), "TOKENIZER_PATH": str(data.tokenizer)}
     env |= {"ITERATIONS": "10", "MAX_WALLCLOCK_SECONDS": "30", "COMPRESSOR": "lzma"}
     done = subprocess.run(
