@@ -138,9 +138,16 @@ def parse_log(path: str | Path) -> RunRecord:
     """Parse one training log; raise GolfkitError naming the missing quantity and the last line read."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         raise GolfkitError(path, f"cannot read the log ({exc.strerror})", "check the path") from None
+    if _holds_binary(data):  # before any pattern: random bytes can happen to match a loose one
+        raise GolfkitError(
+            path,
+            "not a log format golfkit knows: binary data, not the text a trainer prints",
+            "attach the run's own training log (text, as the trainer printed it)",
+        )
+    text = data.decode("utf-8", errors="replace")
     scan = _Scan()
     for line_no, raw in enumerate(text.splitlines(), start=1):
         line = early.strip_timestamp(raw.rstrip("\r"))
@@ -447,7 +454,13 @@ def is_binary(path: str | Path) -> bool:
         data = Path(path).read_bytes()[:65536]
     except OSError as exc:
         raise GolfkitError(path, f"cannot read the log ({exc.strerror})", "check the path") from None
-    if b"\x00" in data:
+    return _holds_binary(data)
+
+
+def _holds_binary(data: bytes) -> bool:
+    """NUL bytes, or more than 1% of the first 64 KiB not valid UTF-8."""
+    head = data[:65536]
+    if b"\x00" in head:
         return True
-    text = data.decode("utf-8", errors="replace")
+    text = head.decode("utf-8", errors="replace")
     return text.count("\ufffd") > max(8, len(text) // 100)

@@ -146,10 +146,11 @@ def _verify_and_assemble(plan: RunPlan, out: TextIO, err: TextIO) -> int:
     strict submission schema would refuse it) or when assembling fails for a reason the user can fix;
     the logs' report and that reason are printed instead.
     """
+    from golfkit.rules import load_rules
     from golfkit.verify.report import to_text
 
     logs = [final_log_path(plan.runs_dir, seed) for seed in plan.seeds]
-    rules = presets.rules_for(plan.preset)
+    rules = load_rules(presets.rules_for(plan.preset))  # the run's own rules, not the user's --rules
     if plan.name:
         reason = _why_no_folder(plan)
         if reason is None:

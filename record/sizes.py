@@ -25,8 +25,8 @@ CHALLENGE_CAP_BYTES = 16_000_000  # decimal bytes, code + compressed model
 # - base85: ASCII, 25% over the compressed bytes;
 # - latin1: the bytes themselves in a triple-quoted string of a latin-1 file, one character per byte
 #   (record/shipform.py escapes only backslash, CR, NUL and the quotes that could end the string),
-#   about 2% over. The file is not UTF-8, so it waits for record/train.py to stop reading its own file
-#   as UTF-8 (`golfkit bundle --payload latin1`).
+#   about 2% over: what `golfkit bundle` ships by default (record/train.py unwraps its own file to log
+#   the source, never decoding it as UTF-8).
 # STUB_END puts the source in linecache so tracebacks, inspect.getsource (Triton's @jit needs it) and
 # torch.compile see real lines; the filename is the script's own.
 STUBS = {

@@ -63,6 +63,7 @@ from record.logkeys import (
 from record.model import GPT, layer_orders
 from record.optim import OptimizerSet, WeightEma, make_orthogonalizer
 from record.schedule import TrainBudget, TrainClock, TrainingSchedule
+from record.sizes import unwrap_self_extracting
 from record.tokenizer import load_tokenizer, sentencepiece_byte_luts
 
 # cu_seqlens of a micro-batch are padded to one fixed capacity (rows + tokens / CU_MIN_MEAN_DOC entries),
@@ -96,10 +97,11 @@ class RunLog:
 
 
 def _running_source() -> str:
-    """The code of this run: the bundled train_gpt.py itself, or the record package's modules."""
+    """The code of this run: the source a bundled train_gpt.py carries (unwrapped, so the log holds
+    readable code whatever the file's encoding), or the record package's modules."""
     here = Path(__file__)
     if here.name != "train.py":
-        return here.read_text(encoding="utf-8")
+        return unwrap_self_extracting(here.read_bytes()) or here.read_text(encoding="utf-8")
     return "".join(
         f"# ---- record/{p.name} ----\n{p.read_text(encoding='utf-8')}" for p in sorted(here.parent.glob("*.py"))
     )

@@ -111,7 +111,9 @@ def to_json(report: VerifyReport) -> dict[str, Any]:
 
 
 def to_text(report: VerifyReport) -> str:
-    source = f" from {report.rules_from}" if report.rules_from else ""
+    # Where the rules came from, when the user's input chose them (a program that passes its own rules,
+    # as the demo does, says nothing more).
+    source = f" from {report.rules_from}" if report.rules_from not in ("", "given") else ""
     lines = [f"golfkit verify {report.folder.path} (rules: {report.rules.track}{source})", ""]
     header = f"{'seed':>6}  {'val_bpb':>10}  {'val_loss':>10}  {'artifact B':>11}  {'train s':>8}  {'eval s':>7}"
     header += f"  {'steps':>6}  {'ms/step':>7}  {'@600s':>6}"
