@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from golfkit.assemble import assemble_record, folder_slug
+from golfkit.check.logparse import parse_log
+from golfkit.check.validate import validate_document
 from golfkit.cli import run as cli_run
-from golfkit.logparse import parse_log
-from golfkit.plots import PNG_SIGNATURE
-from golfkit.validate import validate_document
+from golfkit.pr.assemble import assemble_record, folder_slug
+from golfkit.pr.plots import PNG_SIGNATURE
 
 FIXTURE_LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "assemble"
 REAL_RECORD = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
@@ -270,7 +270,7 @@ def test_folder_slug() -> None:
 
 
 def test_real_record_logs_make_a_folder_verify_and_validate_accept(shared_data: Path, tmp_path: Path) -> None:
-    from golfkit.verify import verify_folder
+    from golfkit.check.verify import verify_folder
 
     source = shared_data / "records" / REAL_RECORD
     stated = json.loads((source / "submission.json").read_text())

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golfkit import cli, dataprep
-from golfkit.caseops import caseops_encode
-from golfkit.dataprep import prepare_shards
+from golfkit import cli
+from golfkit.data import dataprep
+from golfkit.data.caseops import caseops_encode
+from golfkit.data.dataprep import prepare_shards
+from golfkit.data.tokenizer import train_demo_tokenizer
 from golfkit.errors import GolfkitError
-from golfkit.tokenizer import train_demo_tokenizer
 from record.config import DATASET_NAME
 from record.data import TrainBatchLoader, list_shards, load_validation, read_shard
 from record.errors import RecordError

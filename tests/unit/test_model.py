@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golfkit.params import count_parameters
-from golfkit.presets import tiny_config
+from golfkit.runs.params_cmd import count_parameters
+from golfkit.runs.presets import tiny_config
 from record.attention import DOC_BOS_ID
 from record.config import Config
 from record.model import GPT

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golfkit.caseops import CASEOPS_OPERATORS, caseops_encode
-from golfkit.tokenizer import DocumentTokenizer, parse_piece_spans, tokenize_documents, train_demo_tokenizer
+from golfkit.data.caseops import CASEOPS_OPERATORS, caseops_encode
+from golfkit.data.tokenizer import DocumentTokenizer, parse_piece_spans, tokenize_documents, train_demo_tokenizer
 from record.errors import RecordError
 from record.tokenizer import BOS_ID, load_tokenizer, sentencepiece_byte_luts
 

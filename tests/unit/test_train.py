@@ -17,8 +17,8 @@ import torch
 import torch.multiprocessing as mp
 import train_fixtures as tf
 
-from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
-from golfkit.logpatterns import LOG_PATTERNS
+from golfkit.check.logpatterns import LOG_PATTERNS
+from golfkit.data.dataprep import TRAIN_SHARD_NAME, write_shard
 from record import train
 from record.config import DATASET_NAME, TOKENIZER_NAME, Config
 from record.dist import init_distributed, read_dist_env, shutdown_distributed
@@ -84,8 +84,8 @@ def test_tiny_looped_model_learns_synthetic_documents(tiny_data: Path) -> None:
 @pytest.mark.slow
 def test_tiny_model_learns_real_webtext_shards(shared_data: Path, tmp_path: Path) -> None:
     """Shards built by the data pipeline (CaseOps, a 512-piece tokenizer, byte sidecar) from real text."""
-    from golfkit.dataprep import prepare_shards
-    from golfkit.tokenizer import train_demo_tokenizer
+    from golfkit.data.dataprep import prepare_shards
+    from golfkit.data.tokenizer import train_demo_tokenizer
 
     docs = tmp_path / "docs.jsonl"
     with open(shared_data / "webtext" / "docs.jsonl", encoding="utf-8") as src:

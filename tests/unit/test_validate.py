@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from golfkit.check.validate import SCHEMA_PATH, json_path, load_schema, validate_document, validator_for
 from golfkit.cli import run as cli_run
-from golfkit.validate import SCHEMA_PATH, json_path, load_schema, validate_document, validator_for
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"

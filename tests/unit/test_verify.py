@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from golfkit import cli
+from golfkit.check.logparse import file_seed, parse_log
+from golfkit.check.rules import load_rules
+from golfkit.check.verify import verify_folder
+from golfkit.check.verify.agreement import agrees, per_seed_results
+from golfkit.check.verify.checks import EXTRA_CHECK_MODULES
 from golfkit.errors import GolfkitError
-from golfkit.logparse import file_seed, parse_log
-from golfkit.rules import load_rules
-from golfkit.verify import verify_folder
-from golfkit.verify.agreement import agrees, per_seed_results
-from golfkit.verify.checks import EXTRA_CHECK_MODULES
 from tests.conftest import FIXTURES, record_folders
 
 REFERENCE = (FIXTURES / "logs" / "reference_seed42.log").read_text()
@@ -270,18 +270,18 @@ def test_mislabelled_seed_is_reported(tmp_path: Path) -> None:
 
 def test_extra_check_modules_add_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "golfkit_extra_checks_for_test.py").write_text(
-        "from golfkit.verify.checks import Check, failed\n"
+        "from golfkit.check.verify.checks import Check, failed\n"
         "def check_versions(ctx):\n"
         '    """Pin the versions."""\n'
         "    return failed('torch differs')\n"
         "CHECKS = [Check('GK190', 'versions match', check_versions, severity='warning')]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("golfkit.verify.checks.EXTRA_CHECK_MODULES", ("golfkit_extra_checks_for_test",))
+    monkeypatch.setattr("golfkit.check.verify.checks.EXTRA_CHECK_MODULES", ("golfkit_extra_checks_for_test",))
     code, out, _ = _cli(str(make_record(tmp_path / "rec")), "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"] and data["warnings"] == ["GK190 versions match: torch differs"]
-    assert EXTRA_CHECK_MODULES == ("golfkit.verify.version_checks",)
+    assert EXTRA_CHECK_MODULES == ("golfkit.check.verify.version_checks",)
 
 
 # Real records whose submission.json disagrees with their own logs; the verifier must say so.

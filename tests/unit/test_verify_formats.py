@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from golfkit import cli
-from golfkit.logparse import parse_log
-from golfkit.verify import verify_folder
-from golfkit.verify.agreement import agrees, per_seed_results
-from golfkit.verify.checks import decisive_p
+from golfkit.check.logparse import parse_log
+from golfkit.check.verify import verify_folder
+from golfkit.check.verify.agreement import agrees, per_seed_results
+from golfkit.check.verify.checks import decisive_p
 from tests.conftest import SHARED_DATA
 from tests.unit.test_verify import BUILT_GPTQ, make_record
 

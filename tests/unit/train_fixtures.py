@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from golfkit.dataprep import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
-from golfkit.tokenizer import train_demo_tokenizer
+from golfkit.data.dataprep import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
+from golfkit.data.tokenizer import train_demo_tokenizer
 from record.config import DATASET_NAME, TOKENIZER_NAME
 
 FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs.jsonl"
