@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from golfkit import __version__
-from golfkit.errors import GolfkitError
+from golfkit.errors import USER_ERRORS
 
 # name -> (module, one-line help). The order is the order `golfkit --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -79,8 +79,8 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
         return int(module.run(args, out, err))
-    except GolfkitError as exc:
-        print(f"golfkit {name}: {exc.one_line()}", file=err)
+    except USER_ERRORS as exc:  # GolfkitError or the record's RecordError: one line, no traceback
+        print(f"golfkit {name}: {exc}", file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"golfkit {name}: interrupted", file=err)

@@ -14,7 +14,6 @@ from typing import TextIO
 
 from golfkit.data.caseops import caseops_decode, caseops_encode
 from golfkit.errors import GolfkitError
-from record.errors import RecordError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -56,9 +55,6 @@ def _write_utf8(out: TextIO, text: str) -> None:
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     text = _read_utf8(args.input)
-    try:
-        result = caseops_encode(text) if args.direction == "encode" else caseops_decode(text)
-    except RecordError as exc:
-        raise GolfkitError(exc.where, exc.what, exc.fix) from None
+    result = caseops_encode(text) if args.direction == "encode" else caseops_decode(text)
     _write_utf8(out, result)
     return 0

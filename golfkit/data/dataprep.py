@@ -184,10 +184,7 @@ def prepare_shards(
         vocab_size = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_path)).vocab_size()
     except (OSError, RuntimeError):
         vocab_size = 0  # load_tokenizer names the problem below
-    try:
-        processor = load_tokenizer(tokenizer_path, vocab_size)
-    except RecordError as exc:
-        raise GolfkitError(exc.where, exc.what, exc.fix) from None
+    processor = load_tokenizer(tokenizer_path, vocab_size)
     if vocab_size > 0x10000:
         raise GolfkitError(tokenizer_path, f"{vocab_size} pieces do not fit uint16 shards", "use a smaller vocab")
     shard_dir = out_dir / "datasets" / DATASET_NAME

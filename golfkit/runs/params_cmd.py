@@ -35,15 +35,11 @@ def _parse_settings(settings: list[str]) -> dict[str, str]:
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from golfkit.runs.presets import tiny_config
     from record.config import Config
-    from record.errors import RecordError
     from record.logkeys import fmt_model_params
 
     overrides = _parse_settings(args.settings)
-    try:
-        cfg = Config.from_overrides(overrides, base=tiny_config() if args.tiny else None)
-        count = count_parameters(cfg)
-    except RecordError as exc:
-        raise GolfkitError(exc.where, exc.what, exc.fix) from None
+    cfg = Config.from_overrides(overrides, base=tiny_config() if args.tiny else None)
+    count = count_parameters(cfg)
     for line in cfg.hyperparameter_lines():
         print(line, file=out)
     print(fmt_model_params(count), file=out)

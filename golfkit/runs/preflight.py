@@ -276,14 +276,13 @@ def load_run_config(plan: RunPlan, base_env: Mapping[str, str]) -> Any:
 
 def run_preflight(plan: RunPlan, cfg: Any) -> list[Finding]:
     """Run every check; a check that raises a user-facing error becomes a failed finding."""
-    from golfkit.errors import GolfkitError
-    from record.errors import RecordError
+    from golfkit.errors import USER_ERRORS
 
     findings = []
     for check in CHECKS:
         name = check.__name__.removeprefix("_check_")
         try:
             findings.append(check(plan, cfg))
-        except (GolfkitError, RecordError) as exc:
+        except USER_ERRORS as exc:
             findings.append(Finding(name, False, str(exc)))
     return findings

@@ -39,7 +39,7 @@ def run_plan(
     `process_env`: settings of the seeds' processes that are not the record's (the demo's thread count).
     """
     base_env = {**presets.preset_env(plan.preset, plan.runs_dir), **(extra_env or {})}
-    cfg = _load_config(plan, base_env)
+    cfg = load_run_config(plan, base_env)  # a bad ENV=VALUE raises the record's one-line RecordError
     print(
         f"golfkit record: preset {plan.preset}, seeds {' '.join(map(str, plan.seeds))}, "
         f"{plan.nproc} process(es), logs in {plan.runs_dir}",
@@ -110,15 +110,6 @@ def run_seeds(
             return 1
         print(f"seed {seed}: done in {outcome.seconds:.0f} s, log {outcome.log}", file=out)
     return 0
-
-
-def _load_config(plan: RunPlan, base_env: Mapping[str, str]) -> object:
-    from record.errors import RecordError
-
-    try:
-        return load_run_config(plan, base_env)
-    except RecordError as exc:
-        raise GolfkitError("overrides", str(exc)) from None
 
 
 def _verify_and_assemble(plan: RunPlan, out: TextIO, err: TextIO) -> int:
