@@ -7,6 +7,7 @@ lrzip artifact, phased TTT) but at a size a laptop CPU trains in about a minute.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -14,20 +15,18 @@ from typing import Any
 from golfkit.runs.runplan import RunPlan
 from record.config import Config
 
-# The demo's model: tiny_config's shape (below; 4 layers, loops on layers 1-2, a parallel last
-# layer) at width 144, fed by a 512-piece CaseOps tokenizer trained on the demo corpus. Width 144 is the
-# smallest round width whose MLP and embedding matrices exceed quant.PASSTHROUGH_MAX_NUMEL (65,536), so
-# GPTQ (int6 MLP, int7 embedding), LQER and the per-group lrzip streams all run, as in the record.
-# Training stops on the wallclock cap (about 45 s: ~30 steps of 4,096 tokens on 2 CPU cores); the EMA
-# decays fast enough to follow so few steps. Phased TTT adapts on 6 prefix documents in 3 phases, then
-# scores the rest of the 24 short validation documents with per-document LoRA.
-DEMO_SETTINGS: dict[str, str] = {
+# The tiny model, as settings: the one source for tiny_config (CPU tests, `golfkit params --tiny`, the
+# benchmarks' --tiny), the demo's model (DEMO_SETTINGS, below) and the trainer tests' TINY_ENV
+# (tests/unit/train_fixtures.py), which each change only what they list. It is small enough for a CPU
+# and still exercises every feature: depth recurrence (layers 1-2), a U-Net skip, a two-lane parallel
+# block (the last layer), XSA on every layer and GQA.
+TINY_SETTINGS: dict[str, str] = {
     "VOCAB_SIZE": "512",
     "NUM_LAYERS": "4",
-    "MODEL_DIM": "144",
+    "MODEL_DIM": "64",
     "NUM_HEADS": "4",
     "NUM_KV_HEADS": "2",
-    "ROPE_DIMS": "16",
+    "ROPE_DIMS": "8",
     "LOOP_START": "1",
     "LOOP_END": "2",
     "NUM_LOOPS": "2",
@@ -39,6 +38,21 @@ DEMO_SETTINGS: dict[str, str] = {
     "TTT_EVAL_SEQ_LEN": "128",
     "TRAIN_BATCH_TOKENS": "4096",
     "VAL_BATCH_TOKENS": "4096",
+    "TTT_LORA_RANK": "4",
+    "TTT_LORA_ALPHA": "6",
+}
+
+# The demo's model: the tiny model at width 144, fed by a 512-piece CaseOps tokenizer trained on the
+# demo corpus. Width 144 is the smallest round width whose MLP and embedding matrices exceed
+# quant.PASSTHROUGH_MAX_NUMEL (65,536), so GPTQ (int6 MLP, int7 embedding), LQER and the per-group
+# lrzip streams all run, as in the record.
+# Training stops on the wallclock cap (about 45 s: ~30 steps of 4,096 tokens on 2 CPU cores); the EMA
+# decays fast enough to follow so few steps. Phased TTT adapts on 6 prefix documents in 3 phases, then
+# scores the rest of the 24 short validation documents with per-document LoRA.
+DEMO_SETTINGS: dict[str, str] = {
+    **TINY_SETTINGS,
+    "MODEL_DIM": "144",
+    "ROPE_DIMS": "16",
     "MAX_WALLCLOCK_SECONDS": "45",
     "ITERATIONS": "300",
     "WARMUP_STEPS": "3",
@@ -47,8 +61,6 @@ DEMO_SETTINGS: dict[str, str] = {
     "GPTQ_CALIBRATION_BATCHES": "2",
     "LQER_TOP_K": "3",
     "LQER_ASYM_GROUP": "16",
-    "TTT_LORA_RANK": "4",
-    "TTT_LORA_ALPHA": "6",
     "TTT_LORA_LR": "0.003",
     "TTT_BATCH_SIZE": "8",
     "TTT_CHUNK_SIZE": "64",
@@ -122,28 +134,5 @@ def assemble_kwargs(plan: RunPlan, logs: list[Path], code: Path) -> dict[str, An
 
 
 def tiny_config(**overrides: Any) -> Config:
-    """A model small enough for CPU tests and the demo that still exercises every feature:
-    depth recurrence (layers 1-2), a U-Net skip, a two-lane parallel block and GQA."""
-    values: dict[str, Any] = {
-        "vocab_size": 512,
-        "num_layers": 4,
-        "model_dim": 64,
-        "num_heads": 4,
-        "num_kv_heads": 2,
-        "rope_dims": 8,
-        "loop_start": 1,
-        "loop_end": 2,
-        "num_loops": 2,
-        "parallel_start_layer": 3,
-        "xsa_last_n": 4,
-        "train_seq_len": 128,
-        "eval_seq_len": 128,
-        "rope_train_seq_len": 128,
-        "train_batch_tokens": 8 * 128 * 4,
-        "val_batch_tokens": 8 * 128 * 4,
-        "ttt_lora_rank": 4,
-        "ttt_lora_alpha": 6.0,
-        "ttt_eval_seq_len": 128,
-    }
-    values.update(overrides)
-    return Config(**values)
+    """The tiny model (TINY_SETTINGS) as a Config, with `overrides` given as field values."""
+    return dataclasses.replace(Config.from_overrides(TINY_SETTINGS), **overrides)

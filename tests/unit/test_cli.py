@@ -22,11 +22,6 @@ from record.errors import RecordError
 GOLFKIT = Path(__file__).resolve().parents[2] / "golfkit"
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    return cli.run(list(argv), out, err), out.getvalue(), err.getvalue()
-
-
 def _fake_command(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
     """Register `golfkit boom`, a command whose run raises `exc`."""
 
@@ -41,27 +36,27 @@ def _fake_command(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
 
 
 @pytest.mark.parametrize("kind", [GolfkitError, RecordError])
-def test_either_packages_error_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch, kind: type) -> None:
+def test_either_packages_error_is_one_line_and_exit_2(run_cli, monkeypatch: pytest.MonkeyPatch, kind: type) -> None:
     _fake_command(monkeypatch, kind("cfg.json", "bad value", "fix it"))
-    assert _cli("boom") == (2, "", "golfkit boom: cfg.json: bad value (fix it)\n")
+    assert run_cli("boom") == (2, "", "golfkit boom: cfg.json: bad value (fix it)\n")
 
 
-def test_a_bug_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bug_keeps_its_traceback(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_command(monkeypatch, ValueError("a bug"))
     with pytest.raises(ValueError, match="a bug"):
-        _cli("boom")
+        run_cli("boom")
 
 
-def test_a_bad_setting_reads_the_same_from_params_and_record(tmp_path: Path) -> None:
+def test_a_bad_setting_reads_the_same_from_params_and_record(run_cli, tmp_path: Path) -> None:
     line = "MATRIX_LRR: unknown setting (did you mean MATRIX_LR?)\n"
-    assert _cli("params", "MATRIX_LRR=1") == (2, "", f"golfkit params: {line}")
-    code, _, err = _cli("record", "seeds", "42", "MATRIX_LRR=1", "--runs-dir", str(tmp_path))
+    assert run_cli("params", "MATRIX_LRR=1") == (2, "", f"golfkit params: {line}")
+    code, _, err = run_cli("record", "seeds", "42", "MATRIX_LRR=1", "--runs-dir", str(tmp_path))
     assert (code, err) == (2, f"golfkit record: {line}")
 
 
-def test_a_record_error_from_caseops_passes_through(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_record_error_from_caseops_passes_through(run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("x\ue004"))
-    code, out, err = _cli("caseops", "decode")
+    code, out, err = run_cli("caseops", "decode")
     assert (code, out) == (2, "")
     assert err == (
         "golfkit caseops: caseops text, character 2: the text ends with a dangling operator "
