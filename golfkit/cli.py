@@ -1,4 +1,4 @@
-"""Command-line dispatch only: each command lives in its own module.
+"""Command-line dispatch only: each command lives in its own module, `golfkit/<folder>/<name>_cmd.py`.
 
 Every command module defines ``configure(parser)`` to declare its options and
 ``run(args, out, err) -> int`` to do the work, so tests can call ``run`` with in-memory streams.
