@@ -108,4 +108,4 @@ def docker(session: nox.Session) -> None:
             "[-- IMAGE ARGS]"
         )
     root = str(Path(__file__).parent)
-    session.run(sys.executable, "-m", "golfkit.dockercmd", *session.posargs, env={"PYTHONPATH": root}, external=True)
+    session.run(sys.executable, "-m", "golfkit.image.docker", *session.posargs, env={"PYTHONPATH": root}, external=True)

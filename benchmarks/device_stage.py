@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from packaging.utils import canonicalize_name  # noqa: E402
 
-from golfkit.pins import LOCK, lock_requirers, parse_lock  # noqa: E402
+from golfkit.image.pins import LOCK, lock_requirers, parse_lock  # noqa: E402
 
 INDEX_URL = "https://pypi.org/simple"
 PYTHON = "3.12"

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
-from golfkit.presets import tiny_config
+from golfkit.data.dataprep import TRAIN_SHARD_NAME, write_shard
+from golfkit.runs.presets import tiny_config
 from record.attention import ATTENTION_BACKENDS, attention_backend_report, load_attention_backend, uses_varlen
 from record.config import Config
 from record.data import list_shards, read_shard

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from golfkit.presets import tiny_config  # noqa: E402
+from golfkit.runs.presets import tiny_config  # noqa: E402
 from record.config import Config  # noqa: E402
 from record.data import ValidationSet  # noqa: E402
 from record.dist import DistEnv  # noqa: E402

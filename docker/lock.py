@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {output.relative_to(REPO)}")
 
     sys.path.insert(0, str(REPO))
-    from golfkit.pins import consistency_problems, gpu_stack_problems
+    from golfkit.image.pins import consistency_problems, gpu_stack_problems
 
     problems = consistency_problems(REPO) + gpu_stack_problems(REPO)
     for problem in problems:

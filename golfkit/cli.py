@@ -1,4 +1,4 @@
-"""Command-line dispatch only: each command lives in its own module.
+"""Command-line dispatch only: each command lives in its own module, `golfkit/<folder>/<name>_cmd.py`.
 
 Every command module defines ``configure(parser)`` to declare its options and
 ``run(args, out, err) -> int`` to do the work, so tests can call ``run`` with in-memory streams.
@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from golfkit import __version__
-from golfkit.errors import GolfkitError
+from golfkit.errors import USER_ERRORS
 
 # name -> (module, one-line help). The order is the order `golfkit --help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "verify": ("golfkit.verify.command", "check a record folder against the track's rules"),
-    "validate": ("golfkit.validate", "validate submission.json files against the schema"),
-    "assemble": ("golfkit.assemble", "build the records/<track>/<date>_<name>/ PR folder from seed logs"),
-    "caseops": ("golfkit.caseops_cmd", "apply or undo the CaseOps transform (stdin -> stdout)"),
-    "data": ("golfkit.data_cmd", "download the CaseOps dataset or build shards from documents"),
-    "bundle": ("golfkit.bundle", "turn the record/ package into a one-file train_gpt.py"),
-    "params": ("golfkit.params", "print the record's config and parameter count without training"),
-    "record": ("golfkit.runner", "run the record's seeds (preflight, resume, verify, assemble)"),
-    "demo": ("golfkit.demo", "run the whole pipeline on CPU with an offline corpus"),
+    "verify": ("golfkit.check.verify_cmd", "check a record folder against the track's rules"),
+    "validate": ("golfkit.check.validate_cmd", "validate submission.json files against the schema"),
+    "assemble": ("golfkit.pr.assemble_cmd", "build the records/<track>/<date>_<name>/ PR folder from seed logs"),
+    "caseops": ("golfkit.data.caseops_cmd", "apply or undo the CaseOps transform (stdin -> stdout)"),
+    "data": ("golfkit.data.data_cmd", "download the CaseOps dataset or build shards from documents"),
+    "bundle": ("golfkit.pr.bundle_cmd", "turn the record/ package into a one-file train_gpt.py"),
+    "params": ("golfkit.runs.params_cmd", "print the record's config and parameter count without training"),
+    "record": ("golfkit.runs.record_cmd", "run the record's seeds (preflight, resume, verify, assemble)"),
+    "demo": ("golfkit.runs.demo_cmd", "run the whole pipeline on CPU with an offline corpus"),
 }
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -79,8 +79,8 @@ def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
         return int(module.run(args, out, err))
-    except GolfkitError as exc:
-        print(f"golfkit {name}: {exc.one_line()}", file=err)
+    except USER_ERRORS as exc:  # GolfkitError or the record's RecordError: one line, no traceback
+        print(f"golfkit {name}: {exc}", file=err)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"golfkit {name}: interrupted", file=err)

@@ -8,7 +8,7 @@ token of `fineweb_val_NNNNNN.bin` (BOS 0), so BPB is measured on the original te
 
 Shards are memory-mapped, never read whole, and every header is checked against the file's size: a
 truncated download or a foreign file is refused with its path instead of training on garbage. Shards
-are written by golfkit (golfkit/dataprep.py), never by the record.
+are written by golfkit (golfkit/data/dataprep.py), never by the record.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The training log is a contract: reviewers, `golfkit verify` and the leaderboard read numbers out of it.
 So each line has one `fmt_*` function that writes it (byte-for-byte the format of the reference
-record's `train_seed42.log`); golfkit/logpatterns.py holds the patterns that read them back.
+record's `train_seed42.log`); golfkit/check/logpatterns.py holds the patterns that read them back.
 
 This module has no imports beyond the standard library, so `golfkit` can import it too.
 """

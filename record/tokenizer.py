@@ -7,7 +7,7 @@ prefix, digits split. A model that does not match the data would train and score
 `load_tokenizer` checks vocabulary size, BOS and the operator pieces and refuses anything else.
 
 Tokenizing documents, training demo models and the CaseOps transform itself are data preparation,
-which the record never runs: they live in golfkit (golfkit/tokenizer.py, golfkit/caseops.py).
+which the record never runs: they live in golfkit (golfkit/data/tokenizer.py, golfkit/data/caseops.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from record.errors import RecordError
 
 BOS_ID = 1
-# The CaseOps operators TITLE, ALLCAPS, CAPNEXT and ESC (golfkit/caseops.py says what each does).
+# The CaseOps operators TITLE, ALLCAPS, CAPNEXT and ESC (golfkit/data/caseops.py says what each does).
 CASEOPS_OPERATORS = ("\ue001", "\ue002", "\ue003", "\ue004")
 SPACE_MARKER = "\u2581"  # SentencePiece's visible space
 

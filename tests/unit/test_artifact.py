@@ -11,7 +11,7 @@ import torch
 from quant_helpers import round_to_nearest_weight, serialize_artifact
 from tiny_training import eval_loss, trained_tiny
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.artifact import (
     GROUP_ORDER,
     deserialize_artifact,

@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from golfkit.assemble import assemble_record, folder_slug
+from golfkit.check.logparse import parse_log
+from golfkit.check.validate import validate_document
 from golfkit.cli import run as cli_run
-from golfkit.logparse import parse_log
-from golfkit.plots import PNG_SIGNATURE
-from golfkit.validate import validate_document
+from golfkit.pr.assemble import assemble_record, folder_slug
+from golfkit.pr.plots import PNG_SIGNATURE
 
 FIXTURE_LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "assemble"
 REAL_RECORD = "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli_run(list(argv), out, err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _logs(tmp_path: Path) -> list[Path]:
@@ -75,22 +69,22 @@ def code_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def built(tmp_path: Path, code_file: Path) -> tuple[Path, list[Path], str]:
+def built(run_cli, tmp_path: Path, code_file: Path) -> tuple[Path, list[Path], str]:
     logs = _logs(tmp_path)
-    code, out, err = _cli(*_assemble_args(logs, code_file, tmp_path / "records"))
+    code, out, err = run_cli(*_assemble_args(logs, code_file, tmp_path / "records"))
     assert code == 0, err
     folder = tmp_path / "records" / "track_10min_16mb" / "2026-05-01_Toy_CaseOps_demo"
     assert out.startswith(f"assembled {folder}")
     return folder, logs, out
 
 
-def test_folder_layout_and_strict_valid_submission(built: tuple[Path, list[Path], str]) -> None:
+def test_folder_layout_and_strict_valid_submission(run_cli, built: tuple[Path, list[Path], str]) -> None:
     folder, logs, _ = built
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["README.md", "submission.json", "train_curves.png", "requirements.txt", "train_gpt.py"]
         + [log.name for log in logs]
     )
-    assert _cli("validate", str(folder / "submission.json"))[0] == 0
+    assert run_cli("validate", str(folder / "submission.json"))[0] == 0
     submission = json.loads((folder / "submission.json").read_text())
     records = [parse_log(log) for log in logs]
     assert submission["seeds"] == [r.seed for r in records]
@@ -132,23 +126,23 @@ def test_readme_renders_table_and_embeds_a_valid_png(built: tuple[Path, list[Pat
 
 
 def test_refuses_to_overwrite_and_leaves_folder_byte_identical(
-    built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
+    run_cli, built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
 ) -> None:
     folder, logs, _ = built
     before = _snapshot(folder)
-    code, out, err = _cli(*_assemble_args(logs, code_file, tmp_path / "records", "--blurb", "changed"))
+    code, out, err = run_cli(*_assemble_args(logs, code_file, tmp_path / "records", "--blurb", "changed"))
     assert code != 0
     assert out == "" and err.count("\n") == 1 and "folder already exists" in err and "--force" in err
     assert _snapshot(folder) == before
 
 
 def test_force_rewrites_generated_files_and_keeps_the_rest(
-    built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
+    run_cli, built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
 ) -> None:
     folder, logs, _ = built
     (folder / "NOTES.md").write_text("reviewer notes\n")
     (folder / "train_seed99.log").write_text("a log assemble did not write\n")
-    code, out, _ = _cli(*_assemble_args(logs, code_file, tmp_path / "records", "--blurb", "Refreshed.", "--force"))
+    code, out, _ = run_cli(*_assemble_args(logs, code_file, tmp_path / "records", "--blurb", "Refreshed.", "--force"))
     assert code == 0
     assert "Refreshed." in (folder / "README.md").read_text()
     assert json.loads((folder / "submission.json").read_text())["blurb"] == "Refreshed."
@@ -158,13 +152,13 @@ def test_force_rewrites_generated_files_and_keeps_the_rest(
 
 
 def test_force_never_replaces_a_different_log(
-    built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
+    run_cli, built: tuple[Path, list[Path], str], tmp_path: Path, code_file: Path
 ) -> None:
     folder, logs, _ = built
     edited = folder / logs[0].name
     edited.write_text(edited.read_text() + "appended by hand\n")
     before = _snapshot(folder)
-    code, _, err = _cli(*_assemble_args(logs, code_file, tmp_path / "records", "--force"))
+    code, _, err = run_cli(*_assemble_args(logs, code_file, tmp_path / "records", "--force"))
     assert code == 2 and logs[0].name in err and "never replaces logs" in err
     assert _snapshot(folder) == before
 
@@ -193,11 +187,11 @@ def test_not_a_record_is_marked(tmp_path: Path, code_file: Path) -> None:
     assert "Training time (s)" not in readme  # the non-record track has no time limit
 
 
-def test_non_record_track_needs_a_reason(tmp_path: Path, code_file: Path) -> None:
+def test_non_record_track_needs_a_reason(run_cli, tmp_path: Path, code_file: Path) -> None:
     args = _assemble_args(_logs(tmp_path), code_file, tmp_path / "records", "--track", "non_record_16mb")
-    code, _, err = _cli(*args)
+    code, _, err = run_cli(*args)
     assert code == 2 and "pass --reason" in err
-    assert _cli(*args, "--reason", "1xH100 run")[0] == 0
+    assert run_cli(*args, "--reason", "1xH100 run")[0] == 0
 
 
 def test_baseline_adds_significance_and_deltas(tmp_path: Path, code_file: Path) -> None:
@@ -224,19 +218,19 @@ def test_baseline_adds_significance_and_deltas(tmp_path: Path, code_file: Path) 
     assert "## Significance" in readme and "| one-sample |" in readme and "Verdict: **significant**" in readme
 
 
-def test_seed_named_wrongly_is_refused(tmp_path: Path, code_file: Path) -> None:
+def test_seed_named_wrongly_is_refused(run_cli, tmp_path: Path, code_file: Path) -> None:
     logs = _logs(tmp_path)
     liar = logs[0].with_name("train_seed7.log")
     logs[0].rename(liar)
-    code, _, err = _cli(*_assemble_args([liar, *logs[1:]], code_file, tmp_path / "records"))
+    code, _, err = run_cli(*_assemble_args([liar, *logs[1:]], code_file, tmp_path / "records"))
     assert code == 2 and "file name says seed 7 but the run used seed 1" in err
     assert not (tmp_path / "records").exists() or not any((tmp_path / "records").rglob("*.json"))
 
 
-def test_unknown_versions_are_a_one_line_error(tmp_path: Path, code_file: Path) -> None:
+def test_unknown_versions_are_a_one_line_error(run_cli, tmp_path: Path, code_file: Path) -> None:
     args = _assemble_args(_logs(tmp_path), code_file, tmp_path / "records")
     args = args[: args.index("--hardware")]
-    code, _, err = _cli(*args)
+    code, _, err = run_cli(*args)
     assert code == 2 and err.count("\n") == 1 and "pass --hardware" in err
 
 
@@ -269,8 +263,8 @@ def test_folder_slug() -> None:
     assert folder_slug("SP8192 CaseOps + TTT / GPTQ") == "SP8192_CaseOps_+_TTT_GPTQ"
 
 
-def test_real_record_logs_make_a_folder_verify_and_validate_accept(shared_data: Path, tmp_path: Path) -> None:
-    from golfkit.verify import verify_folder
+def test_real_record_logs_make_a_folder_verify_and_validate_accept(run_cli, shared_data: Path, tmp_path: Path) -> None:
+    from golfkit.check.verify import verify_folder
 
     source = shared_data / "records" / REAL_RECORD
     stated = json.loads((source / "submission.json").read_text())
@@ -292,7 +286,7 @@ def test_real_record_logs_make_a_folder_verify_and_validate_accept(shared_data: 
         cuda_version=stated["cuda_version"],
         flash_attn_version=stated["flash_attn_version"],
     )
-    assert _cli("validate", "--profile", "strict", str(target / "submission.json"))[0] == 0
+    assert run_cli("validate", "--profile", "strict", str(target / "submission.json"))[0] == 0
     report = verify_folder(target)
     # The record's own timing problem, and only it: 0.5 s reserved for 4.6-4.9 s of GPTQ calibration.
     assert {c.id for c, _ in report.failures} == {"GK106", "GK113"}, [(c.id, o.detail) for c, o in report.failures]

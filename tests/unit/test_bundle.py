@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from golfkit.bundle import RECORD_DIR, build_program
 from golfkit.cli import run as cli_run
 from golfkit.errors import GolfkitError
+from golfkit.pr.bundle import RECORD_DIR, build_program
 from record.shipform import escape_payload, estimate_code_size, wrap_self_extracting
 from record.sizes import code_size_of_file, unwrap_self_extracting
 
@@ -222,8 +222,8 @@ def test_bundled_program_trains_alone_and_logs_its_own_byte_count(tmp_path):
     import os
     import re
 
-    from golfkit import presets
-    from golfkit.demo import prepare_demo_data
+    from golfkit.runs import presets
+    from golfkit.runs.demo import prepare_demo_data
 
     data = prepare_demo_data(tmp_path / "data", io.StringIO())
     text, _ = build_program()

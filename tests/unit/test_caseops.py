@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golfkit.caseops import (
+from golfkit.data.caseops import (
     CASEOPS_ALLCAPS,
     CASEOPS_CAPNEXT,
     CASEOPS_ESC,

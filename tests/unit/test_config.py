@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.config import Config
 from record.errors import RecordError
 

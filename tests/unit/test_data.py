@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from golfkit.dataprep import write_shard
+from golfkit.data.dataprep import write_shard
 from record.data import (
     SHARD_HEADER_BYTES,
     TrainBatchLoader,

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golfkit import cli, dataprep
-from golfkit.caseops import caseops_encode
-from golfkit.dataprep import prepare_shards
+from golfkit import cli
+from golfkit.data import dataprep
+from golfkit.data.caseops import caseops_encode
+from golfkit.data.dataprep import prepare_shards
 from golfkit.errors import GolfkitError
-from golfkit.tokenizer import train_demo_tokenizer
 from record.config import DATASET_NAME
 from record.data import TrainBatchLoader, list_shards, load_validation, read_shard
 from record.errors import RecordError
@@ -25,11 +25,6 @@ FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs
 
 def _texts() -> list[str]:
     return [json.loads(line)["text"] for line in FIXTURE_DOCS.read_text(encoding="utf-8").splitlines()]
-
-
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory) -> Path:
-    return train_demo_tokenizer(_texts(), 512, tmp_path_factory.mktemp("tok") / "demo")
 
 
 def _prepare(tmp_path: Path, model: Path, *extra: str) -> tuple[Path, str]:

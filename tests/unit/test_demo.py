@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from golfkit.check.logpatterns import LOG_PATTERNS
+from golfkit.check.rules import load_rules
 from golfkit.cli import run as cli_run
-from golfkit.demo import MANIFEST_NAME, demo_data_complete
-from golfkit.logpatterns import LOG_PATTERNS
-from golfkit.rules import load_rules
+from golfkit.runs.demo import MANIFEST_NAME, demo_data_complete
 
 DEMO_BUDGET_S = 360.0
 
@@ -100,7 +100,7 @@ def test_demo_rules_load_by_name_even_beside_a_demo_folder(tmp_path: Path, monke
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo").mkdir()
     rules = load_rules("demo")
-    assert rules.track == "demo" and rules.source.endswith("golfkit/rules/demo.yaml")
+    assert rules.track == "demo" and rules.source.endswith("golfkit/check/rules/demo.yaml")
     assert rules.artifact_byte_cap == load_rules("track_10min_16mb").artifact_byte_cap
     assert rules.min_seeds == 1 and rules.significance is None
     assert rules.train_time_limit_s is not None and rules.eval_time_limit_s is not None
@@ -109,9 +109,9 @@ def test_demo_rules_load_by_name_even_beside_a_demo_folder(tmp_path: Path, monke
 def _demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> tuple[int, dict[str, str], str]:
     """The environment the runner gives the demo's training process, caught where it would start it
     (after the record's config has been loaded from the same settings); nothing is trained."""
-    import golfkit.demo as demo
-    import golfkit.runner as runner
-    from golfkit.seedrun import SeedOutcome
+    import golfkit.runs.demo as demo
+    import golfkit.runs.runner as runner
+    from golfkit.runs.seedrun import SeedOutcome
 
     seen: dict[str, str] = {}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -41,12 +40,6 @@ def test_bad_placement_is_one_line_error(env: dict[str, str], where: str) -> Non
     assert caught.value.where == where and "\n" not in str(caught.value)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _muon_bank_and_grad(rank: int) -> tuple[nn.Parameter, torch.Tensor]:
     torch.manual_seed(0)
     bank = nn.Parameter(torch.randn(3, 24, 8))  # 3 slices over 2 ranks: one rank gets a padding slice
@@ -76,7 +69,7 @@ def _dist_worker(rank: int, port: int, out_dir: str) -> None:
     shutdown_distributed(wait_for_peers=True)
 
 
-def test_two_process_gloo_collectives_and_sharded_muon(tmp_path: Path) -> None:
+def test_two_process_gloo_collectives_and_sharded_muon(free_port: int, tmp_path: Path) -> None:
     # One process stepping on the averaged gradient is the reference (bf16 averaging of the two
     # gradients is the only difference). Built first: forked workers then inherit the imports an
     # optimizer's first construction pulls in (seconds on a busy CPU).
@@ -87,7 +80,7 @@ def test_two_process_gloo_collectives_and_sharded_muon(tmp_path: Path) -> None:
     for _ in range(2):
         bank.grad = (grad0.bfloat16() + grad1.bfloat16()).float() / 2
         single.step()
-    mp.start_processes(_dist_worker, args=(_free_port(), str(tmp_path)), nprocs=2, start_method="fork")
+    mp.start_processes(_dist_worker, args=(free_port, str(tmp_path)), nprocs=2, start_method="fork")
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     assert [r["sum"].item() for r in results] == [3.0, 3.0]
     assert [r["flag"] for r in results] == [True, True]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from golfkit.logparse import parse_log
-from golfkit.pins import (
+from golfkit.check.logparse import parse_log
+from golfkit.image.pins import (
     ABSENT,
     DOCKERFILE,
     LOCK,
@@ -133,7 +133,7 @@ def test_hadolint_reports_nothing() -> None:
 
 
 def _image_versions(pins, **overrides: str) -> dict[str, str]:
-    """What a log from the pinned image records, as golfkit.logparse reads it."""
+    """What a log from the pinned image records, as golfkit.check.logparse reads it."""
     versions = {
         "python": "3.12.3",
         "torch": pins["torch"],
@@ -188,7 +188,7 @@ def test_a_reference_log_ran_the_images_torch_and_cuda(shared_data: Path) -> Non
 
 
 def test_the_lock_pins_the_torch_and_triton_of_the_newest_gpu_result() -> None:
-    """The rule (golfkit.pins.gpu_stack_problems): GPU results are the JSON files in
+    """The rule (golfkit.image.pins.gpu_stack_problems): GPU results are the JSON files in
     benchmarks/results/ whose `torch` is a CUDA build (`+cuNNN`) and that have a `date`; the newest are
     those with the latest date. The lock's torch, with its CUDA tag, must equal their `torch`, and its
     Triton their `triton`; results written before the benchmarks recorded Triton have none, and then

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from golfkit import cli
-from golfkit.dataprep import write_shard
-from golfkit.download import CASEOPS_REPO_ID, HubClient, download_dataset
+from golfkit.data.dataprep import write_shard
+from golfkit.data.download import CASEOPS_REPO_ID, HubClient, download_dataset
 from golfkit.errors import GolfkitError
 from record.config import DATASET_NAME
 from record.data import read_shard

@@ -100,8 +100,8 @@ def test_the_default_session_exists_in_the_noxfile() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not (REPO / "golfkit" / "demo.py").exists(),
-    reason="golfkit/demo.py (the CPU demo, `nox -s demo`) is not in the tree yet",
+    not (REPO / "golfkit" / "runs" / "demo.py").exists(),
+    reason="golfkit/runs/demo.py (the CPU demo, `nox -s demo`) is not in the tree yet",
 )
 def test_the_cpu_demo_runs_through_the_entrypoint() -> None:
     done = _run("demo", timeout=600)

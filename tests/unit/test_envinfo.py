@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from golfkit.logparse import parse_log
+from golfkit.check.logparse import parse_log
 from record.envinfo import (
     attention_version,
     collect_versions,

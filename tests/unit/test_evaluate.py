@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golfkit.dataprep import write_shard
-from golfkit.presets import tiny_config
-from golfkit.tokenizer import tokenize_documents
+from golfkit.data.dataprep import write_shard
+from golfkit.data.tokenizer import tokenize_documents
+from golfkit.runs.presets import tiny_config
 from record.data import ValidationSet, load_validation
 from record.dist import DistEnv
 from record.evaluate import evaluate_plain, plain_row_range, run_diagnostic_eval

@@ -1,4 +1,4 @@
-"""record/logkeys.py writes every line of the reference log byte-for-byte; golfkit/logpatterns.py reads them back.
+"""record/logkeys.py writes every line of the reference log byte-for-byte; golfkit/check/logpatterns.py reads them back.
 
 Golden file: tests/fixtures/logs/reference_seed42.log, the 2026-04-27 record's train_seed42.log
 (PR #1934's base) with all but three `tttg:` and `ttp:` progress lines dropped.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from golfkit.logpatterns import LOG_PATTERNS
+from golfkit.check.logpatterns import LOG_PATTERNS
 from record import logkeys as lk
 from tests.conftest import FIXTURES
 

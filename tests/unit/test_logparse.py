@@ -1,4 +1,4 @@
-"""golfkit.logparse reads record logs (golden fixture, synthetic variants, every real April 2026 log)."""
+"""golfkit.check.logparse reads record logs (golden fixture, synthetic variants, every real April 2026 log)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from golfkit.check.logparse import looks_like_run_log, parse_log
 from golfkit.errors import GolfkitError
-from golfkit.logparse import looks_like_run_log, parse_log
 from tests.conftest import FIXTURES, SHARED_DATA
 
 REFERENCE = FIXTURES / "logs" / "reference_seed42.log"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golfkit.params import count_parameters
-from golfkit.presets import tiny_config
+from golfkit.runs.params_cmd import count_parameters
+from golfkit.runs.presets import tiny_config
 from record.attention import DOC_BOS_ID
 from record.config import Config
 from record.model import GPT
+
+# Tiny models on a shared CPU run fastest on one intra-op thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The spec's parameter table (spec-notes.md) for the default config.
 SPEC_SHAPES = {
@@ -33,15 +36,6 @@ for _i in range(11):
         f"blocks.{_i}.mlp_scale": (512,),
         f"blocks.{_i}.resid_mix": (2, 512),
     }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_default_model_has_the_records_parameter_count():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.optim import BankMuon, OptimizerSet, WeightEma, polar_express, split_parameters
 
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from golfkit import presets
 from golfkit.cli import run as cli_run
-from golfkit.dataprep import write_shard
-from golfkit.preflight import load_run_config, planned_hyperparameters, run_preflight
-from golfkit.runplan import RunPlan
+from golfkit.data.dataprep import write_shard
+from golfkit.runs import presets
+from golfkit.runs.preflight import load_run_config, planned_hyperparameters, run_preflight
+from golfkit.runs.runplan import RunPlan
 from record.config import DATASET_NAME
 from record.data import read_shard
 
@@ -26,9 +26,9 @@ PREFLIGHT_SECONDS = 10.0
 @pytest.fixture(scope="module")
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data dir, tokenizer): a 512-piece CaseOps tokenizer and shards from a slice of the demo corpus."""
-    from golfkit.dataprep import prepare_shards
-    from golfkit.demo_corpus import demo_documents
-    from golfkit.tokenizer import train_demo_tokenizer
+    from golfkit.data.dataprep import prepare_shards
+    from golfkit.data.demo_corpus import demo_documents
+    from golfkit.data.tokenizer import train_demo_tokenizer
 
     root = tmp_path_factory.mktemp("preflight_data")
     documents = demo_documents(max_chars=150_000)

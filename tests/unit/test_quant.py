@@ -9,7 +9,7 @@ import torch
 from quant_helpers import round_to_nearest_weight
 from tiny_training import eval_loss, trained_tiny, windows
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.config import Config
 from record.errors import RecordError
 from record.logkeys import fmt_quantized_weights

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from golfkit.cli import run as cli_run
-from golfkit.runner import _verify_and_assemble, run_seeds
-from golfkit.runplan import RunPlan
-from golfkit.seedrun import final_log_path, is_complete_log, launch_command, partial_log_path
+from golfkit.runs.runner import _verify_and_assemble, run_seeds
+from golfkit.runs.runplan import RunPlan
+from golfkit.runs.seedrun import final_log_path, is_complete_log, launch_command, partial_log_path
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = REPO / "tests" / "fixtures" / "programs" / "fake_record.py"
@@ -67,9 +67,9 @@ def test_failed_seed_stops_the_run_and_keeps_its_log(tmp_path: Path) -> None:
 _DRIVER = """
 import sys
 from pathlib import Path
-from golfkit.runner import _verify_and_assemble, run_seeds
-from golfkit.runplan import RunPlan
-from golfkit.seedrun import launch_command
+from golfkit.runs.runner import _verify_and_assemble, run_seeds
+from golfkit.runs.runplan import RunPlan
+from golfkit.runs.seedrun import launch_command
 fake, runs = Path(sys.argv[1]), Path(sys.argv[2])
 plan = RunPlan(seeds=(42, 314, 999), nproc=1, preset="demo", runs_dir=runs, program=fake)
 sys.exit(run_seeds(plan, launch_command(1, False, fake), {}, object(), sys.stdout, sys.stderr))
@@ -134,7 +134,7 @@ def test_torchruns_failure_report_leaves_the_workers_reason_on_screen() -> None:
     quotes the worker's lines."""
     from types import SimpleNamespace
 
-    from golfkit.progress import SeedProgress, launcher_failure_exit_code
+    from golfkit.runs.progress import SeedProgress, launcher_failure_exit_code
 
     lines = (REPO / "tests" / "fixtures" / "runs" / "torchrun_worker_failed.log").read_text().splitlines()
     assert [launcher_failure_exit_code(line) for line in lines].count(2) == 1

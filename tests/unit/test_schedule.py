@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.config import Config
 from record.schedule import Ramp, TrainBudget, TrainClock, TrainingSchedule, ramp_table_value
 

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from golfkit.check.logparse import parse_log
+from golfkit.check.stats import mean, one_sample_test, sample_std, significance, welch_test
 from golfkit.errors import GolfkitError
-from golfkit.logparse import parse_log
-from golfkit.stats import mean, one_sample_test, sample_std, significance, welch_test
 
 CANDIDATE = [2.31944212, 2.32239991, 2.32423994]
 BASELINE = [2.32843161, 2.32641216, 2.32616480]
@@ -121,8 +121,8 @@ def _modules_after(code: str) -> set[str]:
 
 
 def test_the_verify_command_path_does_not_import_scipy() -> None:
-    loaded = _modules_after("import golfkit.cli, golfkit.verify.command, golfkit.verify, golfkit.stats")
-    assert "golfkit.stats" in loaded and "golfkit.verify.command" in loaded
+    loaded = _modules_after("import golfkit.cli, golfkit.check.verify_cmd, golfkit.check.verify, golfkit.check.stats")
+    assert "golfkit.check.stats" in loaded and "golfkit.check.verify_cmd" in loaded
     assert not any(name == "scipy" or name.startswith("scipy.") for name in loaded)
 
 
@@ -130,10 +130,12 @@ def test_verify_without_a_baseline_does_not_import_scipy(shared_data: Path) -> N
     folder = shared_data / "records" / "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
     run = f"import io\nfrom golfkit import cli\ncli.run(['verify', {str(folder)!r}], io.StringIO(), io.StringIO())"
     loaded = _modules_after(run)
-    assert "golfkit.verify.report" in loaded or "golfkit.verify.checks" in loaded  # it did run the checks
+    assert "golfkit.check.verify.report" in loaded or "golfkit.check.verify.checks" in loaded  # it did run the checks
     assert "scipy" not in loaded
 
 
 def test_significance_still_imports_scipy_when_it_is_needed() -> None:
-    loaded = _modules_after("from golfkit.stats import significance\nsignificance([1.0, 1.1, 0.9], [2.0], 0.005, 0.01)")
+    loaded = _modules_after(
+        "from golfkit.check.stats import significance\nsignificance([1.0, 1.1, 0.9], [2.0], 0.005, 0.01)"
+    )
     assert "scipy.stats" in loaded

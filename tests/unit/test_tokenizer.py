@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from golfkit.caseops import CASEOPS_OPERATORS, caseops_encode
-from golfkit.tokenizer import DocumentTokenizer, parse_piece_spans, tokenize_documents, train_demo_tokenizer
+from golfkit.data.caseops import CASEOPS_OPERATORS, caseops_encode
+from golfkit.data.tokenizer import DocumentTokenizer, parse_piece_spans, tokenize_documents
 from record.errors import RecordError
 from record.tokenizer import BOS_ID, load_tokenizer, sentencepiece_byte_luts
 
@@ -24,11 +24,6 @@ def _fixture_texts() -> list[str]:
 @pytest.fixture(scope="module")
 def real_tokenizer(shared_data: Path):
     return load_tokenizer(shared_data / REAL_MODEL, 8192)
-
-
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory) -> Path:
-    return train_demo_tokenizer(_fixture_texts(), 512, tmp_path_factory.mktemp("tok") / "demo")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import time
 from pathlib import Path
 from types import ModuleType
@@ -17,21 +16,15 @@ import torch
 import torch.multiprocessing as mp
 import train_fixtures as tf
 
-from golfkit.dataprep import TRAIN_SHARD_NAME, write_shard
-from golfkit.logpatterns import LOG_PATTERNS
+from golfkit.check.logpatterns import LOG_PATTERNS
+from golfkit.data.dataprep import TRAIN_SHARD_NAME, write_shard
 from record import train
 from record.config import DATASET_NAME, TOKENIZER_NAME, Config
 from record.dist import init_distributed, read_dist_env, shutdown_distributed
 from record.train import TrainSession, main, train_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices on a shared CPU: one intra-op thread is ~50x faster than a contended pool."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny models on a shared CPU run fastest on one intra-op thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +77,8 @@ def test_tiny_looped_model_learns_synthetic_documents(tiny_data: Path) -> None:
 @pytest.mark.slow
 def test_tiny_model_learns_real_webtext_shards(shared_data: Path, tmp_path: Path) -> None:
     """Shards built by the data pipeline (CaseOps, a 512-piece tokenizer, byte sidecar) from real text."""
-    from golfkit.dataprep import prepare_shards
-    from golfkit.tokenizer import train_demo_tokenizer
+    from golfkit.data.dataprep import prepare_shards
+    from golfkit.data.tokenizer import train_demo_tokenizer
 
     docs = tmp_path / "docs.jsonl"
     with open(shared_data / "webtext" / "docs.jsonl", encoding="utf-8") as src:
@@ -96,12 +89,6 @@ def test_tiny_model_learns_real_webtext_shards(shared_data: Path, tmp_path: Path
     prepare_shards(docs, tokenizer, data_dir, val_docs=20, shard_tokens=200_000)
     shutil.copyfile(tokenizer, data_dir / "tokenizers" / TOKENIZER_NAME)
     _assert_learns(_train_lines(data_dir))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 EQUIVALENCE_SETTINGS = {"ITERATIONS": "4", "WARMUP_STEPS": "0", "GRAD_CLIP_NORM": "0", "EMA_DECAY": "0"}
@@ -124,7 +111,9 @@ def _equivalence_worker(rank: int, port: int, data_dir: str, out_dir: str) -> No
     shutdown_distributed(wait_for_peers=True)
 
 
-def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_data: Path, tmp_path: Path) -> None:
+def test_two_gloo_processes_train_like_one_with_the_same_global_batch(
+    free_port: int, tiny_data: Path, tmp_path: Path
+) -> None:
     """Same 8 micro-batches per step (4 per rank instead of 8 in one process). Gradient clipping is off:
     like the reference, each rank clips its own gradient before averaging, so with clipping on the two
     runs differ by design. What remains is rounding: bank gradients are averaged across ranks in bf16 and
@@ -133,7 +122,7 @@ def test_two_gloo_processes_train_like_one_with_the_same_global_batch(tiny_data:
     the tolerance is 1e-3 relative, against a drop of more than 2 nats from the initial ~6.24."""
     single = _trained_weights(tiny_data, 1, 0)
     mp.start_processes(
-        _equivalence_worker, args=(_free_port(), str(tiny_data), str(tmp_path)), nprocs=2, start_method="fork"
+        _equivalence_worker, args=(free_port, str(tiny_data), str(tmp_path)), nprocs=2, start_method="fork"
     )
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for name in single:

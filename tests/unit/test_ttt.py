@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 import record.ttt as ttt
-from golfkit.logpatterns import LOG_PATTERNS
-from golfkit.presets import tiny_config
+from golfkit.check.logpatterns import LOG_PATTERNS
+from golfkit.runs.presets import tiny_config
 from record.data import ValidationSet
 from record.dist import DistEnv, shutdown_distributed
 from record.eval_phase import run_ttt_evaluation

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 import os
 from pathlib import Path
@@ -12,8 +11,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from golfkit.cli import run as cli_run
-from golfkit.validate import SCHEMA_PATH, json_path, load_schema, validate_document, validator_for
+from golfkit.check.validate import SCHEMA_PATH, json_path, load_schema, validate_document, validator_for
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures"
@@ -79,12 +77,6 @@ STRICT_REJECTS: dict[str, tuple[str, str]] = {
 STRICT_ACCEPTS = {"2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"}
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli_run(["validate", *argv], out, err)
-    return code, out.getvalue(), err.getvalue()
-
-
 def _paths(document: Any, profile: str = "strict") -> list[str]:
     return [p.path for p in validate_document(document, profile)]
 
@@ -97,9 +89,9 @@ def test_schema_file_is_valid_draft_2020_12() -> None:
 
 
 @pytest.mark.parametrize("relative", _historical_files())
-def test_lenient_accepts_every_well_formed_historical_file(shared_data: Path, relative: str) -> None:
+def test_lenient_accepts_every_well_formed_historical_file(run_cli, shared_data: Path, relative: str) -> None:
     path = shared_data / "all-submission-json" / relative
-    code, out, err = _cli("--profile", "lenient", str(path))
+    code, out, err = run_cli("validate", "--profile", "lenient", str(path))
     if relative in LENIENT_REJECTS:
         reason, expected_path = LENIENT_REJECTS[relative]
         assert code == 1, f"expected rejection ({reason})"
@@ -114,9 +106,9 @@ def test_every_expected_lenient_rejection_exists(shared_data: Path) -> None:
 
 
 @pytest.mark.parametrize("folder", _record_folders())
-def test_strict_on_april_2026_records(shared_data: Path, folder: str) -> None:
+def test_strict_on_april_2026_records(run_cli, shared_data: Path, folder: str) -> None:
     path = shared_data / "records" / folder / "submission.json"
-    code, out, _ = _cli(str(path))
+    code, out, _ = run_cli("validate", str(path))
     if folder in STRICT_ACCEPTS:
         assert code == 0, out
         return
@@ -224,12 +216,12 @@ def test_at_least_fifteen_distinct_mutations() -> None:
     assert len({m[2] for m in MUTATIONS}) >= 15
 
 
-def test_cli_lines_are_file_path_what_fix(tmp_path: Path) -> None:
+def test_cli_lines_are_file_path_what_fix(run_cli, tmp_path: Path) -> None:
     document = json.loads(KIT_EXAMPLE.read_text())
     document["val_bpb"] = "1.05993"
     bad = tmp_path / "submission.json"
     bad.write_text(json.dumps(document))
-    code, out, _ = _cli(str(bad))
+    code, out, _ = run_cli("validate", str(bad))
     lines = out.strip().splitlines()
     assert code == 1
     assert (
@@ -247,20 +239,22 @@ def test_cli_best_match_first() -> None:
     assert first.path in {"$.hardware", "$.seed_results['42'].val_bpb"}
 
 
-def test_cli_exit_codes(tmp_path: Path) -> None:
-    assert _cli(str(KIT_EXAMPLE))[0] == 0
-    assert _cli("--profile", "lenient", str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 0
-    assert _cli(str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 1
-    code, _out, err = _cli(str(KIT_EXAMPLE), str(FIXTURES / "submissions" / "truncated.json"))
+def test_cli_exit_codes(run_cli, tmp_path: Path) -> None:
+    assert run_cli("validate", str(KIT_EXAMPLE))[0] == 0
+    assert (
+        run_cli("validate", "--profile", "lenient", str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 0
+    )
+    assert run_cli("validate", str(FIXTURES / "submissions" / "historical_minimal.json"))[0] == 1
+    code, _out, err = run_cli("validate", str(KIT_EXAMPLE), str(FIXTURES / "submissions" / "truncated.json"))
     assert code == 2
     assert err.count("\n") == 1 and "truncated.json: not valid JSON at line" in err and "(fix the JSON syntax)" in err
-    code, _, err = _cli(str(tmp_path / "absent.json"))
+    code, _, err = run_cli("validate", str(tmp_path / "absent.json"))
     assert code == 2 and "absent.json: cannot read" in err
 
 
-def test_unknown_profile_is_a_usage_error() -> None:
+def test_unknown_profile_is_a_usage_error(run_cli) -> None:
     # argparse reports the bad choice itself (on the process's stderr) and the CLI exits 2.
-    assert _cli("--profile", "loose", str(KIT_EXAMPLE))[0] == 2
+    assert run_cli("validate", "--profile", "loose", str(KIT_EXAMPLE))[0] == 2
 
 
 def test_json_path_matches_jsonschema() -> None:
@@ -296,9 +290,9 @@ def _replace_value(text: str, key: str, token: str) -> str:
 
 @pytest.mark.parametrize("profile", ["strict", "lenient"])
 @pytest.mark.parametrize("token", ["1e999", "-1e999", "Infinity", "-Infinity", "NaN"])
-def test_non_finite_score_is_refused_naming_its_path(tmp_path: Path, token: str, profile: str) -> None:
+def test_non_finite_score_is_refused_naming_its_path(run_cli, tmp_path: Path, token: str, profile: str) -> None:
     path = _write_example(tmp_path, lambda text: _replace_value(text, "val_bpb", token))
-    code, out, err = _cli("--profile", profile, str(path))
+    code, out, err = run_cli("validate", "--profile", profile, str(path))
     assert code == 1 and err == ""
     assert (
         out.splitlines()[0]
@@ -307,12 +301,12 @@ def test_non_finite_score_is_refused_naming_its_path(tmp_path: Path, token: str,
     assert len(out.splitlines()) == 2, out  # the one problem, then the summary: nothing else about $.val_bpb
 
 
-def test_non_finite_per_seed_value_is_refused(tmp_path: Path) -> None:
+def test_non_finite_per_seed_value_is_refused(run_cli, tmp_path: Path) -> None:
     def edit(text: str) -> str:
         seeds_at = text.index('"seed_results"')
         return text[:seeds_at] + _replace_value(text[seeds_at:], "val_loss", "NaN")
 
-    code, out, _ = _cli(str(_write_example(tmp_path, edit)))
+    code, out, _ = run_cli("validate", str(_write_example(tmp_path, edit)))
     first_seed = next(iter(json.loads(KIT_EXAMPLE.read_text())["seed_results"]))
     assert code == 1
     assert f"$.seed_results['{first_seed}'].val_loss: NaN is not a finite number" in out
@@ -346,20 +340,22 @@ REFUSED_TEXT = [
 
 @pytest.mark.parametrize(("label", "literal", "named"), REFUSED_TEXT, ids=[r[0] for r in REFUSED_TEXT])
 @pytest.mark.parametrize("field", ["name", "author", "hardware"])
-def test_refused_characters_in_free_text(tmp_path: Path, field: str, label: str, literal: str, named: str) -> None:
+def test_refused_characters_in_free_text(
+    run_cli, tmp_path: Path, field: str, label: str, literal: str, named: str
+) -> None:
     path = _write_example(tmp_path, lambda text: _replace_value(text, field, literal))
-    code, out, err = _cli(str(path))
+    code, out, err = run_cli("validate", str(path))
     assert code == 1 and err == "", label
     first = out.splitlines()[0]
     assert first.startswith(f"{path}: $.{field}: the text holds {named}"), first
     assert first.isprintable(), "the error line itself must not carry the character"
 
 
-def test_refused_character_in_a_key_is_named(tmp_path: Path) -> None:
+def test_refused_character_in_a_key_is_named(run_cli, tmp_path: Path) -> None:
     path = _write_example(
         tmp_path, lambda text: text.replace('"hardware":', '"versions": {"tri\\u202eton": "3.5.1"}, "hardware":')
     )
-    code, out, _ = _cli(str(path))
+    code, out, _ = run_cli("validate", str(path))
     assert code == 1
     assert f"{path}: $.versions['tri\\u202eton']: the key holds U+202E RIGHT-TO-LEFT OVERRIDE" in out
 
@@ -395,10 +391,10 @@ def test_other_schema_messages_escape_invisible_characters() -> None:
         ("a 5,000-digit integer", b'{"seeds": [' + b"9" * 5000 + b"]}", "an integer has too many digits to read"),
     ],
 )
-def test_unreadable_files_are_one_line_exit_2(tmp_path: Path, label: str, content: bytes, named: str) -> None:
+def test_unreadable_files_are_one_line_exit_2(run_cli, tmp_path: Path, label: str, content: bytes, named: str) -> None:
     path = tmp_path / "submission.json"
     path.write_bytes(content)
-    code, out, err = _cli(str(path))
+    code, out, err = run_cli("validate", str(path))
     assert code == 2, label
     assert err.count("\n") == 1 and err.startswith(f"{path}: {named}") and "Traceback" not in err
     assert out.startswith("FAIL: 0 valid, 0 invalid, 1 unreadable")

@@ -8,7 +8,6 @@ The reference's GPTQ calibration (4.7 s after 599.592 s of training, 0.5 s reser
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from decimal import Decimal
@@ -16,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from golfkit import cli
+from golfkit.check.logparse import file_seed, parse_log
+from golfkit.check.rules import load_rules
+from golfkit.check.verify import verify_folder
+from golfkit.check.verify.agreement import agrees, per_seed_results
+from golfkit.check.verify.checks import EXTRA_CHECK_MODULES
 from golfkit.errors import GolfkitError
-from golfkit.logparse import file_seed, parse_log
-from golfkit.rules import load_rules
-from golfkit.verify import verify_folder
-from golfkit.verify.agreement import agrees, per_seed_results
-from golfkit.verify.checks import EXTRA_CHECK_MODULES
 from tests.conftest import FIXTURES, record_folders
 
 REFERENCE = (FIXTURES / "logs" / "reference_seed42.log").read_text()
@@ -77,15 +75,9 @@ def make_record(
     return root
 
 
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.run(["verify", *argv], out, err)
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_clean_record_passes_every_check(tmp_path: Path) -> None:
+def test_clean_record_passes_every_check(run_cli, tmp_path: Path) -> None:
     folder = make_record(tmp_path / "rec")
-    code, out, _ = _cli(str(folder))
+    code, out, _ = run_cli("verify", str(folder))
     assert code == 0, out
     assert out.rstrip().endswith("PASS")
     assert "GK105 ok   artifact under the byte cap: max 15,897,259 B, slack 102,741 B" in out
@@ -105,9 +97,9 @@ def test_602_seconds_of_training_fails_naming_seed_number_and_excess(tmp_path: P
     assert "seed 42" not in outcome.detail
 
 
-def test_one_byte_over_the_cap_fails_naming_seed_number_and_excess(tmp_path: Path) -> None:
+def test_one_byte_over_the_cap_fails_naming_seed_number_and_excess(run_cli, tmp_path: Path) -> None:
     big: Edit = lambda t: t.replace("quantized+pergroup: 15897259 bytes", "quantized+pergroup: 16000001 bytes")  # noqa: E731
-    code, out, _ = _cli(str(make_record(tmp_path / "rec", edits={0: big})), "--json")
+    code, out, _ = run_cli("verify", str(make_record(tmp_path / "rec", edits={0: big})), "--json")
     assert code == 1
     data = json.loads(out)
     gk105 = next(c for c in data["checks"] if c["id"] == "GK105")
@@ -165,13 +157,13 @@ def test_too_few_seeds_and_missing_code(tmp_path: Path) -> None:
     assert verify_folder(folder, require_code=False).outcome("GK101").status == "pass"
 
 
-def test_truncated_log_exits_2_with_one_line_naming_quantity_and_last_line(tmp_path: Path) -> None:
+def test_truncated_log_exits_2_with_one_line_naming_quantity_and_last_line(run_cli, tmp_path: Path) -> None:
     folder = make_record(tmp_path / "rec")
     log = folder / "train_seed0.log"
     lines = log.read_text().splitlines(keepends=True)
     cut = next(i for i, line in enumerate(lines) if line.startswith("Serialize: per-group compression done"))
     log.write_text("".join(lines[:cut]))
-    code, out, err = _cli(str(folder))
+    code, out, err = run_cli("verify", str(folder))
     assert code == 2 and out == ""
     assert err.count("\n") == 1
     assert "train_seed0.log:" in err
@@ -179,21 +171,21 @@ def test_truncated_log_exits_2_with_one_line_naming_quantity_and_last_line(tmp_p
     assert "last line read: 'Serialize: per-group lrzip compression...'" in err
 
 
-def test_unusable_inputs_exit_2(tmp_path: Path) -> None:
-    assert _cli(str(tmp_path / "absent"))[0] == 2
+def test_unusable_inputs_exit_2(run_cli, tmp_path: Path) -> None:
+    assert run_cli("verify", str(tmp_path / "absent"))[0] == 2
     folder = make_record(tmp_path / "rec")
-    code, _, err = _cli(str(folder), "--baseline", "not-a-thing")
+    code, _, err = run_cli("verify", str(folder), "--baseline", "not-a-thing")
     assert code == 2 and "--baseline" in err
-    code, _, err = _cli(str(folder), "--rules", "no_such_track")
+    code, _, err = run_cli("verify", str(folder), "--rules", "no_such_track")
     assert code == 2 and "no rule file or track named 'no_such_track'" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text((Path(load_rules().source)).read_text() + "surprise: 1\n")
-    code, _, err = _cli(str(folder), "--rules", str(bad))
+    code, _, err = run_cli("verify", str(folder), "--rules", str(bad))
     assert code == 2 and "unknown rule key 'surprise'" in err
 
 
-def test_json_output_contract(tmp_path: Path) -> None:
-    code, out, _ = _cli(str(make_record(tmp_path / "rec")), "--json")
+def test_json_output_contract(run_cli, tmp_path: Path) -> None:
+    code, out, _ = run_cli("verify", str(make_record(tmp_path / "rec")), "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"] is True and isinstance(data["warnings"], list)
     keys = {"seed", "val_bpb", "val_loss", "artifact_bytes", "code_bytes", "model_bytes"}
@@ -218,7 +210,7 @@ def test_rules_are_overridable(tmp_path: Path) -> None:
     assert verify_folder(folder, rules=custom).ok
 
 
-def test_baseline_forms_and_significance(tmp_path: Path) -> None:
+def test_baseline_forms_and_significance(run_cli, tmp_path: Path) -> None:
     folder = make_record(tmp_path / "rec")  # every seed's val_loss is 2.31944212: zero spread
     worse = {"seed_results": {s: {"val_loss": v} for s, v in {"1": 2.3301, "2": 2.3312, "3": 2.3296}.items()}}
     (tmp_path / "base.json").write_text(json.dumps(worse))
@@ -230,7 +222,7 @@ def test_baseline_forms_and_significance(tmp_path: Path) -> None:
     sig = report.significance
     assert sig.improvement == pytest.approx(0.008271, abs=1e-5) and sig.one_sample.p == pytest.approx(0.0721, abs=2e-4)
     assert report.outcome("GK112").status == "fail"
-    _, out, _ = _cli(str(folder), "--baseline", "2.3", "--json")
+    _, out, _ = run_cli("verify", str(folder), "--baseline", "2.3", "--json")
     sig = json.loads(out)["significance"]
     assert sig["baseline_mean_val_loss"] == 2.3 and sig["welch"] is None and sig["significant"] is False
     # bpb baselines are converted with the candidate's own nats-per-bpb ratio
@@ -268,20 +260,20 @@ def test_mislabelled_seed_is_reported(tmp_path: Path) -> None:
     assert verify_folder(folder).outcome("GK103").detail == "train_seed0.log is named for seed 0 but ran with seed 1337"
 
 
-def test_extra_check_modules_add_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_extra_check_modules_add_warnings(run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "golfkit_extra_checks_for_test.py").write_text(
-        "from golfkit.verify.checks import Check, failed\n"
+        "from golfkit.check.verify.checks import Check, failed\n"
         "def check_versions(ctx):\n"
         '    """Pin the versions."""\n'
         "    return failed('torch differs')\n"
         "CHECKS = [Check('GK190', 'versions match', check_versions, severity='warning')]\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("golfkit.verify.checks.EXTRA_CHECK_MODULES", ("golfkit_extra_checks_for_test",))
-    code, out, _ = _cli(str(make_record(tmp_path / "rec")), "--json")
+    monkeypatch.setattr("golfkit.check.verify.checks.EXTRA_CHECK_MODULES", ("golfkit_extra_checks_for_test",))
+    code, out, _ = run_cli("verify", str(make_record(tmp_path / "rec")), "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"] and data["warnings"] == ["GK190 versions match: torch differs"]
-    assert EXTRA_CHECK_MODULES == ("golfkit.verify.version_checks",)
+    assert EXTRA_CHECK_MODULES == ("golfkit.check.verify.version_checks",)
 
 
 # Real records whose submission.json disagrees with their own logs; the verifier must say so.
@@ -304,8 +296,8 @@ PER_SEED_FIELDS |= {"train_time_s": "train_time_s"}
 
 @pytest.mark.shared
 @pytest.mark.parametrize("folder", record_folders(), ids=lambda p: p.name[:40])
-def test_real_record_numbers_match_its_submission_json(shared_data: Path, folder: Path) -> None:
-    code, out, _ = _cli(str(folder), "--json", "--no-code")
+def test_real_record_numbers_match_its_submission_json(run_cli, shared_data: Path, folder: Path) -> None:
+    code, out, _ = run_cli("verify", str(folder), "--json", "--no-code")
     assert code in (0, 1)
     data = json.loads(out)
     submission = json.loads((folder / "submission.json").read_text(), parse_float=Decimal)
@@ -361,12 +353,12 @@ def test_real_records_known_problems_are_found(shared_data: Path) -> None:
 
 
 @pytest.mark.shared
-def test_real_significance_example_through_the_cli(shared_data: Path) -> None:
+def test_real_significance_example_through_the_cli(run_cli, shared_data: Path) -> None:
     """Numbers of tests/unit/test_stats.py's hand-checked example, end to end from the two folders."""
     records = shared_data / "records"
     cand = records / "2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611"
     base = records / "2026-04-23_SP8192_CaseOps_SparseGate_QuantGate_Loop45_PhasedTTT_PolarNS_MinLR_FusedCE"
-    code, out, _ = _cli(str(cand), "--baseline", str(base), "--json", "--no-code")
+    code, out, _ = run_cli("verify", str(cand), "--baseline", str(base), "--json", "--no-code")
     sig = json.loads(out)["significance"]
     assert code == 1 and sig["significant"] is False
     assert sig["one_sample"]["t"] == pytest.approx(0.01751, abs=5e-5)

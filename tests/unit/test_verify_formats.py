@@ -6,7 +6,6 @@ Synthetic cases are the reference log of tests/unit/test_verify.py with one line
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -15,19 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from golfkit import cli
-from golfkit.logparse import parse_log
-from golfkit.verify import verify_folder
-from golfkit.verify.agreement import agrees, per_seed_results
-from golfkit.verify.checks import decisive_p
+from golfkit.check.logparse import parse_log
+from golfkit.check.verify import verify_folder
+from golfkit.check.verify.agreement import agrees, per_seed_results
+from golfkit.check.verify.checks import decisive_p
 from tests.conftest import SHARED_DATA
 from tests.unit.test_verify import BUILT_GPTQ, make_record
-
-
-def _cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = cli.run(["verify", *argv], out, err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def _all_folders() -> list[Path]:
@@ -49,8 +41,8 @@ PASSING = {
 
 @pytest.mark.shared
 @pytest.mark.parametrize("folder", _all_folders(), ids=lambda p: p.name[:40])
-def test_every_real_folder_gets_a_verdict_and_its_stated_mean(shared_data: Path, folder: Path) -> None:
-    code, out, err = _cli(str(folder), "--json", "--no-code")  # a crash raises out of cli.run
+def test_every_real_folder_gets_a_verdict_and_its_stated_mean(run_cli, shared_data: Path, folder: Path) -> None:
+    code, out, err = run_cli("verify", str(folder), "--json", "--no-code")  # a crash raises out of cli.run
     assert code in (0, 1, 2)
     assert "Traceback" not in err
     if code == 2:
@@ -138,21 +130,21 @@ def test_txt_logs_are_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("beside_good_logs", [False, True])
-def test_a_random_bytes_training_log_is_refused_in_one_line(tmp_path: Path, beside_good_logs: bool) -> None:
+def test_a_random_bytes_training_log_is_refused_in_one_line(run_cli, tmp_path: Path, beside_good_logs: bool) -> None:
     folder = make_record(tmp_path / "rec") if beside_good_logs else tmp_path / "rec"
     folder.mkdir(exist_ok=True)
     for trial in range(20):  # random bytes can match a loose pattern by chance: every draw must be refused
         (folder / "train_seed1.log").write_bytes(random.Random(trial).randbytes(4096))
-        code, out, err = _cli(str(folder))
+        code, out, err = run_cli("verify", str(folder))
         assert code == 2 and out == "" and err.count("\n") == 1, (trial, err)
         assert "train_seed1.log" in err and "not a log format golfkit knows" in err, (trial, err)
 
 
-def test_unknown_text_log_names_the_first_line_it_could_not_place(tmp_path: Path) -> None:
+def test_unknown_text_log_names_the_first_line_it_could_not_place(run_cli, tmp_path: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
     (folder / "train_seed3.log").write_text("\n\nepoch 1 | loss 2.3\nepoch 2 | loss 2.1\n")
-    code, _, err = _cli(str(folder), "--json")
+    code, _, err = run_cli("verify", str(folder), "--json")
     assert code == 2 and "train_seed3.log:3:" in err and "'epoch 1 | loss 2.3'" in err
 
 
@@ -188,9 +180,11 @@ def _rerun_folder(tmp_path: Path, names_rerun: bool) -> Path:
 
 
 @pytest.mark.parametrize("names_rerun", [True, False])
-def test_a_compliance_rerun_reports_both_runs_and_judges_the_named_one(tmp_path: Path, names_rerun: bool) -> None:
+def test_a_compliance_rerun_reports_both_runs_and_judges_the_named_one(
+    run_cli, tmp_path: Path, names_rerun: bool
+) -> None:
     folder = _rerun_folder(tmp_path, names_rerun)
-    code, out, _ = _cli(str(folder), "--json")
+    code, out, _ = run_cli("verify", str(folder), "--json")
     data = json.loads(out)
     gk102 = next(c for c in data["checks"] if c["id"] == "GK102")
     judged, other = "train_seed1234_rerun_gptq8s.log", "train_seed1234_original.log"
@@ -200,7 +194,7 @@ def test_a_compliance_rerun_reports_both_runs_and_judges_the_named_one(tmp_path:
     row = next(r for r in data["seeds"] if r["seed"] == 1234)
     assert row["log"] == judged and [a["log"] for a in row["alternate_logs"]] == [other]
     assert code == 0, [c["detail"] for c in data["checks"] if c["status"] == "fail"]
-    text = _cli(str(folder))[1]
+    text = run_cli("verify", str(folder))[1]
     assert f"{other} (also run, not judged)" in text
 
 
@@ -236,9 +230,11 @@ def test_train_gpt_py_must_be_the_code_the_logs_count(tmp_path: Path) -> None:
         (("  gptq_reserve_seconds: 0.5\n", "  gptq_reserve_seconds: 0.0\n"), "reserves 0 s for GPTQ calibration"),
     ],
 )
-def test_hardware_cap_and_reserve_come_from_the_logs(tmp_path: Path, edit: tuple[str, str], expected: str) -> None:
+def test_hardware_cap_and_reserve_come_from_the_logs(
+    run_cli, tmp_path: Path, edit: tuple[str, str], expected: str
+) -> None:
     folder = make_record(tmp_path / "rec", edits={42: lambda t: t.replace(*edit)})
-    code, out, _ = _cli(str(folder), "--json")
+    code, out, _ = run_cli("verify", str(folder), "--json")
     data = json.loads(out)
     gk113 = next(c for c in data["checks"] if c["id"] == "GK113")
     assert code == 1 and gk113["status"] == "fail" and f"seed 42: {expected}" in gk113["detail"]
@@ -246,16 +242,16 @@ def test_hardware_cap_and_reserve_come_from_the_logs(tmp_path: Path, edit: tuple
     assert {"gpu", "gpu_count", "max_wallclock_seconds", "gptq_reserve_seconds", "gptq_calibration_s"} <= set(row)
 
 
-def test_gpu_model_reported_in_json(tmp_path: Path) -> None:
+def test_gpu_model_reported_in_json(run_cli, tmp_path: Path) -> None:
     add = lambda t: t.replace("  world_size: 8\n", "  world_size: 8\nRunning GPU 8x NVIDIA H100 80GB HBM3\n")  # noqa: E731
     folder = make_record(tmp_path / "rec", edits={s: add for s in (42, 0, 1234)})
-    code, out, _ = _cli(str(folder), "--json")
+    code, out, _ = run_cli("verify", str(folder), "--json")
     row = json.loads(out)["seeds"][0]
     assert code == 0 and (row["gpu"], row["gpu_count"]) == ("NVIDIA H100 80GB HBM3", 8)
     assert (row["max_wallclock_seconds"], row["gptq_reserve_seconds"], row["gptq_calibration_s"]) == (600.0, 0.5, 0.4)
 
 
-def test_track_comes_from_the_path_or_submission_json_unless_rules_given(tmp_path: Path) -> None:
+def test_track_comes_from_the_path_or_submission_json_unless_rules_given(run_cli, tmp_path: Path) -> None:
     folder = make_record(tmp_path / "records" / "track_non_record_16mb" / "2026-05-01_Demo", seeds=(42,))
     report = verify_folder(folder)
     assert report.rules.track == "non_record_16mb" and report.ok
@@ -269,7 +265,7 @@ def test_track_comes_from_the_path_or_submission_json_unless_rules_given(tmp_pat
     cwd = os.getcwd()
     try:  # `golfkit verify .` inside the folder, as the demo's README says
         os.chdir(folder)
-        code, out, _ = _cli(".")
+        code, out, _ = run_cli("verify", ".")
     finally:
         os.chdir(cwd)
     assert code == 0 and "(rules: non_record_16mb from the folder's path" in out
@@ -281,13 +277,13 @@ def test_p_values_print_the_digits_that_decide() -> None:
     assert decisive_p(0.0721, 0.01) == "0.0721" and decisive_p(0.01, 0.01) == "0.01"
 
 
-def test_reproduction_against_a_published_submission(tmp_path: Path) -> None:
+def test_reproduction_against_a_published_submission(run_cli, tmp_path: Path) -> None:
     published = make_record(tmp_path / "published")
     runs = tmp_path / "runs"
     runs.mkdir()
     for log in published.glob("train_seed*.log"):
         (runs / log.name).write_text(log.read_text())
-    code, out, _ = _cli(str(runs), "--against", str(published / "submission.json"))
+    code, out, _ = run_cli("verify", str(runs), "--against", str(published / "submission.json"))
     assert code == 0, out
     assert "GK115 ok   reproduces the published result: vs published/submission.json, tolerance ±0.00228 bpb" in out
     assert "the track's 0.005-nat record margin at this run's 2.188 nats/bpb" in out
@@ -295,21 +291,21 @@ def test_reproduction_against_a_published_submission(tmp_path: Path) -> None:
     data = json.loads((published / "submission.json").read_text())
     data["seed_results"]["0"]["val_bpb"] = 1.0650
     (published / "submission.json").write_text(json.dumps(data))
-    code, out, _ = _cli(str(runs), "--against", str(published), "--json")
+    code, out, _ = run_cli("verify", str(runs), "--against", str(published), "--json")
     rep = json.loads(out)["reproduction"]
     assert code == 1 and rep["ok"] is False and rep["tolerance_bpb"] == pytest.approx(0.005 / 2.18836, rel=1e-3)
     seed0 = next(s for s in rep["seeds"] if s["seed"] == 0)
     assert seed0["ok"] is False and seed0["delta"] == pytest.approx(1.06124713 - 1.0650, abs=1e-6)
-    code, out, _ = _cli(str(runs), "--against", str(published), "--tolerance", "0.01")
+    code, out, _ = run_cli("verify", str(runs), "--against", str(published), "--tolerance", "0.01")
     assert code == 0 and "tolerance ±0.01000 bpb per seed (--tolerance)" in out
 
 
-def test_each_seed_shows_ms_per_step_and_steps_in_600_s(tmp_path: Path) -> None:
+def test_each_seed_shows_ms_per_step_and_steps_in_600_s(run_cli, tmp_path: Path) -> None:
     folder = make_record(tmp_path / "rec")
-    code, out, _ = _cli(str(folder), "--json")
+    code, out, _ = run_cli("verify", str(folder), "--json")
     assert code == 0
     row = next(r for r in json.loads(out)["seeds"] if r["seed"] == 42)
     assert row["step_avg_ms"] == pytest.approx(599592 / 4945)
     assert row["projected_steps_600s"] == 4948  # 600,000 ms / 121.25 ms
-    text = _cli(str(folder))[1]
+    text = run_cli("verify", str(folder))[1]
     assert "ms/step" in text and "  121.25    4948  train_seed42.log" in text

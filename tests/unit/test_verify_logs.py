@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from golfkit.check.logparse import parse_log
+from golfkit.check.verify.logs import FOLDER_ONLY_CHECKS, verify_logs
+from golfkit.check.verify.report import to_text
 from golfkit.errors import GolfkitError
-from golfkit.logparse import parse_log
-from golfkit.verify.logs import FOLDER_ONLY_CHECKS, verify_logs
-from golfkit.verify.report import to_text
 
 # 2026-04-27 (our reference) no longer passes: 0.5 s reserved for 4.6-4.9 s of GPTQ calibration (GK106).
 RECORD = "2026-04-14_MultiPhaseGlobalSGD_PhasedTTT"

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from golfkit.cli import run as cli_run
-from golfkit.pins import image_pins
+from golfkit.image.pins import image_pins
 from record.envinfo import version_lines
 
 REPO = Path(__file__).resolve().parents[2]

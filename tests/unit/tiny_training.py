@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from golfkit.presets import tiny_config
+from golfkit.runs.presets import tiny_config
 from record.config import Config
 from record.model import GPT
 

@@ -9,32 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
-from golfkit.dataprep import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
-from golfkit.tokenizer import train_demo_tokenizer
+from golfkit.data.dataprep import TRAIN_SHARD_NAME, VAL_BYTES_SHARD_NAME, VAL_SHARD_NAME, write_shard
+from golfkit.data.tokenizer import train_demo_tokenizer
+from golfkit.runs.presets import TINY_SETTINGS
 from record.config import DATASET_NAME, TOKENIZER_NAME
 
 FIXTURE_DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "docs.jsonl"
 VOCAB = 512
 
-# The tiny looped model of the trainer tests (2 layers, dim 64, vocab 512, loops on at half the steps).
+# The trainer tests' model: the tiny model (golfkit.runs.presets.TINY_SETTINGS) cut to 2 layers, looping
+# layer 0 from half the steps, plus the run settings of a 30-step CPU training.
 TINY_ENV = {
+    **TINY_SETTINGS,
     "VOCAB_SIZE": str(VOCAB),
     "NUM_LAYERS": "2",
-    "MODEL_DIM": "64",
-    "NUM_HEADS": "4",
-    "NUM_KV_HEADS": "2",
-    "ROPE_DIMS": "8",
     "LOOP_START": "0",
     "LOOP_END": "1",
-    "NUM_LOOPS": "2",
     "PARALLEL_START_LAYER": "1",
     "XSA_LAST_N": "2",
-    "TRAIN_SEQ_LEN": "128",
-    "EVAL_SEQ_LEN": "128",
-    "ROPE_TRAIN_SEQ_LEN": "128",
-    "TTT_EVAL_SEQ_LEN": "128",
-    "TRAIN_BATCH_TOKENS": "4096",
-    "VAL_BATCH_TOKENS": "4096",
     "MAX_WALLCLOCK_SECONDS": "0",
     "ITERATIONS": "30",
     "WARMUP_STEPS": "2",
@@ -43,8 +35,6 @@ TINY_ENV = {
     "MATRIX_LR": "0.05",
     "GPTQ_CALIBRATION_BATCHES": "2",
     "LQER_ASYM_GROUP": "16",
-    "TTT_LORA_RANK": "4",
-    "TTT_LORA_ALPHA": "6",
     "TTT_BATCH_SIZE": "8",
     "TTT_CHUNK_SIZE": "32",
     "PHASED_TTT_PREFIX_DOCS": "8",
