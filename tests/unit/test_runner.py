@@ -210,3 +210,29 @@ def test_a_refused_folder_still_prints_the_logs_report(tmp_path: Path) -> None:
     assert _verify_and_assemble(plan, out, err) == 1
     assert "2.30050000" in out.getvalue()
     assert "no PR folder assembled for 'MyRun'" in err.getvalue() and "exists" in err.getvalue()
+
+
+H200_COMPILED_LOG = REPO / "tests" / "fixtures" / "logs" / "h200_compiled_seed42.log"
+
+
+def test_the_compiled_h200_seed_reads_and_is_judged_as_the_track_would(tmp_path: Path) -> None:
+    """The first compiled seed end to end on a GPU (`nox -s record -- seeds 42 --nproc 1`, H200,
+    FA4, pergroup, phased TTT, MAX_WALLCLOCK_SECONDS=240, real webtext shards, 996 validation
+    documents). verify reads every stage of it; the failures are the honest ones of a one-GPU smoke
+    run: one seed, an H200 instead of 8xH100, and an artifact over the cap (a 253-step model with the
+    code counted unminified in package mode, 46,815 B)."""
+    shutil.copyfile(H200_COMPILED_LOG, final_log_path(tmp_path, 42))
+    out = io.StringIO()
+    code = _verify_and_assemble(
+        RunPlan(seeds=(42,), nproc=1, preset="record", runs_dir=tmp_path, program=FAKE), out, io.StringIO()
+    )
+    report = out.getvalue()
+    assert code == 1
+    assert "2.52500611  5.46430311   16,019,597   240.223     95.2     253" in report
+    assert "GK106 ok" in report and "240.223 s + 3.2 s GPTQ calibration" in report
+    assert "GK108 ok" in report
+    assert "GK105 FAIL" in report and "by 19,597 B" in report
+    assert "ran on NVIDIA H200" in report and "GK104 FAIL" in report
+    text = H200_COMPILED_LOG.read_text()
+    assert "attention_backend: fa4" in text and "Running PyTorch 2.11.0+cu130" in text
+    assert "ttt_lora:compile warmup done (264.2s)" in text
