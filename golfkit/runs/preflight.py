@@ -241,15 +241,35 @@ def _check_same_config(plan: RunPlan, cfg: Any) -> Finding:
         return _ok("config", f"{len(plan.seeds)} seed(s) will share one configuration")
     rules = load_rules(presets.rules_for(plan.preset))
     planned = planned_hyperparameters(plan, cfg)
+    code = planned_code_bytes(plan)
     for log in done:
-        diffs = config_differences(parse_log(log).hyperparameters, planned, rules)
+        record = parse_log(log)
+        diffs = config_differences(record.hyperparameters, planned, rules)
         if diffs:
             return _fail(
                 "config",
                 f"{log} ran with {diffs[0]}; {len(diffs)} setting(s) differ (rerun with the same overrides, "
                 "or --force to redo every seed)",
             )
-    return _ok("config", f"{len(done)} complete seed log(s) match the planned configuration")
+        if code is not None and record.code_bytes is not None and record.code_bytes != code:
+            # A seed of other code would ship beside a train_gpt.py it did not run (verify's GK114).
+            return _fail(
+                "config",
+                f"{log} ran other code ({record.code_bytes:,} code bytes; this run's program counts {code:,}): "
+                "--force redoes every seed with this code",
+            )
+    return _ok("config", f"{len(done)} complete seed log(s) match the planned configuration and code")
+
+
+def planned_code_bytes(plan: RunPlan) -> int | None:
+    """The code bytes each seed will log: the program file's size, or for the record package the
+    shipped form's measured size (None where that cannot be measured: no python-minifier)."""
+    if plan.program is not None:
+        return plan.program.stat().st_size
+    from record.shipform import estimate_code_size
+
+    estimate = estimate_code_size(Path(__file__).resolve().parents[2] / "record")
+    return None if estimate.note else estimate.compressed
 
 
 CHECKS: tuple[Callable[[RunPlan, Any], Finding], ...] = (

@@ -183,3 +183,25 @@ def test_complete_seed_with_the_same_config_passes(small_data: tuple[Path, Path]
     assert planned_hyperparameters(plan, cfg)["seed"] != "42"
     config = [f for f in run_preflight(plan, cfg) if f.check == "config"]
     assert config[0].ok and "1 complete seed log(s) match" in config[0].detail
+
+
+def test_complete_seed_of_other_code_is_refused(small_data: tuple[Path, Path], tmp_path: Path) -> None:
+    """A complete seed log whose code bytes differ from the program this run ships (a demo rerun after
+    the code changed) would sit beside a train_gpt.py it never ran: preflight says so before any work."""
+    program = tmp_path / "train_gpt.py"
+    program.write_bytes(b"x" * 31_897)
+    plan = RunPlan(seeds=(42, 314), nproc=1, preset="demo", runs_dir=tmp_path / "runs", program=program)
+    env = {
+        **presets.preset_env("demo", plan.runs_dir),
+        "DATA_DIR": str(small_data[0]),
+        "TOKENIZER_PATH": str(small_data[1]),
+    }
+    cfg = load_run_config(plan, env)
+    logged = load_run_config(plan, {**env, "SEED": "42", "RUN_ID": "demo_seed42"}).with_runtime(0, 1, 0)
+    log = plan.runs_dir / "train_seed42.log"
+    _complete_log(log, [*logged.hyperparameter_lines(), "Code size (compressed): 43073 bytes"])
+    config = [f for f in run_preflight(plan, cfg) if f.check == "config"]
+    assert not config[0].ok
+    assert "ran other code (43,073 code bytes; this run's program counts 31,897)" in config[0].detail
+    _complete_log(log, [*logged.hyperparameter_lines(), "Code size (compressed): 31897 bytes"])
+    assert next(f for f in run_preflight(plan, cfg) if f.check == "config").ok
