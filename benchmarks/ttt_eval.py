@@ -113,6 +113,7 @@ def run_warmup_only(args: argparse.Namespace) -> dict:
         "warmup_seconds": round(seconds, 1),
         "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - before,
         "compile_seconds_by_stage": compile_stage_seconds(),
+        "inductor_options": args.inductor_options,
         "date": datetime.date.today().isoformat(),
     }
 
@@ -197,6 +198,32 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     }
 
 
+def apply_inductor_options(settings: list[str], parser: argparse.ArgumentParser) -> dict[str, object]:
+    """Parse KEY=VALUE (True/False/None/int/float or a string) and set each on torch._inductor.config."""
+    import ast
+
+    import torch._inductor.config as inductor_config
+
+    options: dict[str, object] = {}
+    for setting in settings:
+        key, sep, text = setting.partition("=")
+        if not sep:
+            parser.error(f"--inductor {setting!r}: give KEY=VALUE")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        owner = inductor_config
+        *path, leaf = key.split(".")
+        for part in path:
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, leaf):
+            parser.error(f"--inductor {key}: torch._inductor.config has no such option")
+        setattr(owner, leaf, value)
+        options[key] = value
+    return options
+
+
 def default_output(report: dict) -> Path:
     gpu = "cpu-tiny" if report["config"] == "tiny" else report["device"].lower().replace("nvidia ", "")
     slug = "".join(c if c.isalnum() else "-" for c in gpu).strip("-")
@@ -220,9 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         help="with --warmup-only: TTT_BATCH_SIZE for the warm-up (the graph does not depend on it; a CPU "
         "needs more than 24 GiB at the default 64)",
     )
+    parser.add_argument(
+        "--inductor",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a torch._inductor.config option for this run (repeatable), e.g. "
+        "loop_ordering_after_fusion=False: the A/B of compile-time settings",
+    )
     args = parser.parse_args(argv)
     if args.docs < 1:
         parser.error("--docs must be at least 1")
+    args.inductor_options = apply_inductor_options(args.inductor, parser)
     if args.warmup_only:
         if args.out is None:
             parser.error("--warmup-only needs --out")
