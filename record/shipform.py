@@ -5,7 +5,8 @@ minify the source with python-minifier (docstrings and asserts removed, one line
 can, literals not hoisted) and wrap it in a self-extracting brotli program, but we also rename local and
 global names, except those the program reads by name at run time (kept_names), rename the parameters
 no call can pass by keyword (positional_only), and hold the compressed bytes in a string of a latin-1
-file (DEFAULT_PAYLOAD; ~2% over the bytes) where the reference base85-encodes them (25% over). Unlike the reference, we ship that file, so the counted bytes are the bytes submitted.
+file (DEFAULT_PAYLOAD; ~2% over the bytes) where the reference base85-encodes them (25% over). Unlike
+the reference, we ship that file, so the counted bytes are the bytes submitted.
 
 Package-only: `golfkit bundle` writes train_gpt.py with it, and record/sizes.py calls it to estimate the
 count when the record runs as a package. It is never bundled: the shipped program measures its own
