@@ -318,15 +318,11 @@ def _backend_refusal(name: str, device: torch.device) -> str | None:
 def attention_backend_report(device_type: str, device_index: int | None = None) -> BackendReport:
     """Try the backends fastest first on this device; called once at startup, the result logged."""
     refused = []
-    if device_type == "cuda":
-        device = torch.device("cuda", device_index)
-        for name in ATTENTION_BACKENDS[:-1]:
-            reason = _backend_refusal(name, device)
-            if reason is None:
-                return BackendReport(name, tuple(refused))
-            refused.append((name, reason))
-    else:
-        refused = [(name, "needs a CUDA GPU") for name in ATTENTION_BACKENDS[:-1]]
+    for name in ATTENTION_BACKENDS[:-1]:
+        reason = _backend_refusal(name, torch.device(device_type, device_index))
+        if reason is None:
+            return BackendReport(name, tuple(refused))
+        refused.append((name, reason))
     return BackendReport("sdpa", tuple(refused))
 
 

@@ -12,7 +12,6 @@ Write these lines before the nvidia-smi table, so the `CUDA` read back is torch'
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import platform
 import re
 import shutil
@@ -28,9 +27,8 @@ ENVINFO_ATTENTION_PACKAGES = {
     "fa3": ("flash_attn_3", "flash-attn-3"),
     "fa4": ("flash-attn-4",),
     "torch": ("torch",),  # torch.nn.attention.varlen ships with torch itself
-    "sdpa": (),
-}
-_ENVINFO_LRZIP_VERSION = re.compile(r"lrzip version (?P<version>\S+)")
+}  # sdpa: part of torch, no version of its own
+_ENVINFO_LRZIP_VERSION = re.compile(r"lrzip version (\S+)")
 
 
 def _envinfo_dist_version(*names: str) -> str | None:
@@ -53,20 +51,9 @@ def _envinfo_run(command: list[str]) -> str | None:
     return (done.stdout + done.stderr) if done.returncode == 0 else None
 
 
-def detect_attention_backend() -> str:
-    """The backend record.attention would prefer among those installed (FlashAttention 4, then 3, then
-    PyTorch's SDPA), found without importing them. The trainer passes the one it really picked."""
-    if _envinfo_dist_version(*ENVINFO_ATTENTION_PACKAGES["fa4"]) is not None:
-        return "fa4"
-    if importlib.util.find_spec("flash_attn_interface") is not None:
-        return "fa3"
-    return "sdpa"
-
-
 def attention_version(backend: str) -> str:
     """`fa3 3.0.0b1`, `fa4 4.0.0b36` or `sdpa`: the backend and its package version."""
-    names = ENVINFO_ATTENTION_PACKAGES.get(backend, ())
-    version = _envinfo_dist_version(*names) if names else None
+    version = _envinfo_dist_version(*ENVINFO_ATTENTION_PACKAGES.get(backend, ()))
     return f"{backend} {version}" if version else backend
 
 
@@ -75,7 +62,7 @@ def lrzip_version(executable: str = "lrzip") -> str:
     if output is None:
         return ENVINFO_NOT_INSTALLED
     match = _ENVINFO_LRZIP_VERSION.search(output)
-    return match["version"] if match else output.strip().splitlines()[0]
+    return match[1] if match else output.strip().splitlines()[0]
 
 
 def image_identity(path: str | Path = ENVINFO_IMAGE_FILE) -> str:
@@ -88,14 +75,9 @@ def image_identity(path: str | Path = ENVINFO_IMAGE_FILE) -> str:
     return f"base={fields.get('base_image', '?')} lock=sha256:{fields.get('lock_sha256', '?')}"
 
 
-def collect_versions(
-    attention_backend: str | None = None,
-    lrzip_executable: str = "lrzip",
-    image_file: str | Path = ENVINFO_IMAGE_FILE,
-) -> dict[str, str]:
+def collect_versions(attention_backend: str, image_file: str | Path = ENVINFO_IMAGE_FILE) -> dict[str, str]:
     """Log name -> value, in the order they are logged. `attention_backend` is what the model really
-    uses (`record.attention.pick_attention_backend`: "fa4", "fa3" or "sdpa"); without it, the one
-    record.attention would prefer among those installed is assumed."""
+    uses (`record.attention.pick_attention_backend`: "fa4", "fa3", "torch" or "sdpa")."""
     versions = {"Python": platform.python_version()}
     try:
         import torch
@@ -104,8 +86,8 @@ def collect_versions(
     versions["PyTorch"] = torch.__version__ if torch is not None else ENVINFO_NOT_INSTALLED
     versions["CUDA"] = (torch.version.cuda or "none") if torch is not None else "none"
     versions["Triton"] = _envinfo_dist_version("triton") or ENVINFO_NOT_INSTALLED
-    versions["FlashAttention"] = attention_version(attention_backend or detect_attention_backend())
-    versions["lrzip"] = lrzip_version(lrzip_executable)
+    versions["FlashAttention"] = attention_version(attention_backend)
+    versions["lrzip"] = lrzip_version()
     if torch is not None and torch.cuda.is_available():
         versions["GPU"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
         smi = _envinfo_run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])

@@ -218,13 +218,20 @@ def gptq_quantize_weight(
     return codes[:, inverse_order].to(torch.int8), scales
 
 
-def quantize_rows_absmax(weight: Tensor, clip: int) -> tuple[Tensor, Tensor]:
-    """Symmetric per-row quantization with scale max|row|/clip in fp16 (all-zero rows get scale 1)."""
+def quantize_rows_absmax(weight: Tensor, clip: float, levels: tuple[int, int] | None = None) -> tuple[Tensor, Tensor]:
+    """Per-row quantization with scale max|row|/clip in fp16 (all-zero rows get scale 1): int8 codes
+    clamped to `levels` (lowest, highest), symmetric ±clip by default."""
+    lo, hi = levels or (-clip, clip)
     w = weight.detach().float()
     scales = (w.abs().amax(dim=1) / clip).to(torch.float16)
     scales = torch.where(scales == 0, torch.ones_like(scales), scales)
-    q = torch.clamp(torch.round(w / scales.float()[:, None]), -clip, clip)
+    q = torch.clamp(torch.round(w / scales.float()[:, None]), lo, hi)
     return q.to(torch.int8), scales
+
+
+def dequantize_rows(tensors: Mapping[str, Tensor], name: str, codes: str, scales: str) -> Tensor:
+    """fp32 codes `name.codes` times their per-row scales `name.scales`."""
+    return tensors[f"{name}.{codes}"].float() * tensors[f"{name}.{scales}"].float()[:, None]
 
 
 def lqer_factors(error: Tensor, rank: int) -> tuple[Tensor, Tensor]:
@@ -236,17 +243,15 @@ def lqer_factors(error: Tensor, rank: int) -> tuple[Tensor, Tensor]:
 
 def lqer_quantize_asym(a: Tensor, b: Tensor, group: int) -> dict[str, Tensor]:
     """A: 2-bit codes with one fp16 scale for the whole matrix; B: int4 with one fp16 scale per
-    `group` consecutive row-major entries (spec-quant §4)."""
-    lo_a, hi_a = LQER_ASYM_A_LEVELS
-    scale_a = (a.abs().max() / 1.5).to(torch.float16)
-    scale_a = scale_a if scale_a != 0 else torch.ones((), dtype=torch.float16)
-    qa = torch.clamp(torch.round(a / scale_a.float()), lo_a, hi_a).to(torch.int8)
-    lo_b, hi_b = LQER_ASYM_B_LEVELS
-    groups = b.reshape(-1, group)
-    scale_b = (groups.abs().amax(dim=1) / 7.5).to(torch.float16)
-    scale_b = torch.where(scale_b == 0, torch.ones_like(scale_b), scale_b)
-    qb = torch.clamp(torch.round(groups / scale_b.float()[:, None]), lo_b, hi_b).to(torch.int8)
-    return {"lqA_a": qa, "lqAs_a": scale_a, "lqB_a": qb.reshape(b.shape), "lqBs_a": scale_b}
+    `group` consecutive row-major entries (spec-quant §4). A is quantized as one row."""
+    qa, scale_a = quantize_rows_absmax(a.reshape(1, -1), 1.5, LQER_ASYM_A_LEVELS)
+    qb, scale_b = quantize_rows_absmax(b.reshape(-1, group), 7.5, LQER_ASYM_B_LEVELS)
+    return {
+        "lqA_a": qa.reshape(a.shape),
+        "lqAs_a": scale_a.reshape(()),
+        "lqB_a": qb.reshape(b.shape),
+        "lqBs_a": scale_b,
+    }
 
 
 def lqer_quantize_sym(a: Tensor, b: Tensor, bits: int) -> dict[str, Tensor]:
@@ -266,9 +271,7 @@ def lqer_correction(tensors: Mapping[str, Tensor], name: str) -> Tensor | None:
         b = (qb.float().reshape(groups, -1) * tensors[f"{name}.lqBs_a"].float()[:, None]).reshape(qb.shape)
         return a @ b
     if f"{name}.lqA" in tensors:
-        a = tensors[f"{name}.lqA"].float() * tensors[f"{name}.lqAs"].float()[:, None]
-        b = tensors[f"{name}.lqB"].float() * tensors[f"{name}.lqBs"].float()[:, None]
-        return a @ b
+        return dequantize_rows(tensors, name, "lqA", "lqAs") @ dequantize_rows(tensors, name, "lqB", "lqBs")
     return None
 
 
@@ -332,7 +335,7 @@ def quantize_state_dict(
             q, s = gptq(tensor.float(), hessians[name], sigmas, bits)
             out[f"{name}.q"], out[f"{name}.scale"] = q, s
             tags[name] = f"gptq (int{bits})"
-            errors[name] = float(torch.linalg.matrix_norm(tensor.float() - q.float() * s.float()[:, None]))
+            errors[name] = float(torch.linalg.matrix_norm(tensor.float() - dequantize_rows(out, name, "q", "scale")))
     if cfg.lqer_enabled and cfg.lqer_top_k > 0:
         _quant_add_lqer(flat, out, tags, errors, cfg)
     return QuantizedModel(
@@ -355,7 +358,7 @@ def _quant_add_lqer(
     """Rank-r corrections for the LQER_TOP_K GPTQ tensors with the largest absolute error norm."""
     chosen = sorted(errors, key=lambda n: (-errors[n], n))[: cfg.lqer_top_k]
     for name in chosen:
-        residual = flat[name].float() - out[f"{name}.q"].float() * out[f"{name}.scale"].float()[:, None]
+        residual = flat[name].float() - dequantize_rows(out, name, "q", "scale")
         a, b = lqer_factors(residual, cfg.lqer_rank)
         if cfg.lqer_asym_enabled and b.numel() % cfg.lqer_asym_group == 0:
             parts, tag = lqer_quantize_asym(a, b, cfg.lqer_asym_group), TAG_LQER_ASYM
@@ -376,9 +379,9 @@ def dequantize_flat(qm: QuantizedModel) -> dict[str, Tensor]:
     for name, tag in qm.tags.items():
         dtype = getattr(torch, qm.dtypes[name])
         if tag == TAG_GATE:
-            value = t[f"{name}.gq"].float() * t[f"{name}.gs"].float()[:, None]
+            value = dequantize_rows(t, name, "gq", "gs")
         elif tag.startswith("gptq"):
-            value = t[f"{name}.q"].float() * t[f"{name}.scale"].float()[:, None]
+            value = dequantize_rows(t, name, "q", "scale")
             correction = lqer_correction(t, name)
             if correction is not None:
                 value = value + correction

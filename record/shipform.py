@@ -3,9 +3,10 @@
 The challenge counts code bytes as the size of the train_gpt.py file that runs. Like the reference, we
 minify the source with python-minifier (docstrings and asserts removed, one line per block where it
 can, literals not hoisted) and wrap it in a self-extracting brotli program, but we also rename local and
-global names, except those the program reads by name at run time (kept_names), and hold the compressed
-bytes in a string of a latin-1 file (DEFAULT_PAYLOAD; ~2% over the bytes) where the reference base85-encodes
-them (25% over). Unlike the reference, we ship that file, so the counted bytes are the bytes submitted.
+global names, except those the program reads by name at run time (kept_names), rename the parameters
+no call can pass by keyword (positional_only), and hold the compressed bytes in a string of a latin-1
+file (DEFAULT_PAYLOAD; ~2% over the bytes) where the reference base85-encodes them (25% over). Unlike
+the reference, we ship that file, so the counted bytes are the bytes submitted.
 
 Package-only: `golfkit bundle` writes train_gpt.py with it, and record/sizes.py calls it to estimate the
 count when the record runs as a package. It is never bundled: the shipped program measures its own
@@ -39,6 +40,12 @@ ANNOTATION_READERS = ("custom_op", "jit")
 # Top-level names read from outside the program: the probe in tests/unit/test_bundle.py, and `main`
 # kept for readable tracebacks.
 OUTSIDE_NAMES = ("main", "code_size_of_running_program")
+# Methods that torch itself calls (perhaps with keyword arguments: torch.library calls setup_context as
+# `setup_context(ctx=..., inputs=..., output=...)`), so their parameters keep their names.
+FRAMEWORK_CALLED = (
+    "forward", "backward", "step", "zero_grad", "state_dict", "load_state_dict", "train", "eval",
+    "setup_context", "extra_repr",
+)  # fmt: skip
 
 
 def _reads_annotations(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
@@ -57,6 +64,49 @@ def drop_annotations(source: str) -> str:
             for arg in (arguments.vararg, arguments.kwarg):
                 if arg is not None:
                     arg.annotation = None
+    return ast.unparse(tree) + "\n"
+
+
+def positional_only(source: str) -> str:
+    """`source` with the leading parameters of its functions made positional-only where no call can
+    pass them by keyword, so python-minifier renames them (it leaves a parameter that a caller could
+    name alone). A function qualifies when it is undecorated (a decorator may read its signature), is
+    only ever called directly by name (never handed to other code as a value, never called with `**`),
+    is no dunder but `__init__`, and is not named in OUTSIDE_NAMES or FRAMEWORK_CALLED. Its parameters
+    qualify up to the first that a call passes by keyword: a call of a function or method of the same
+    name, of any class (for `__init__`), or of something without a name (`fns[0](x=...)`)."""
+    tree = ast.parse(source)
+    classes = {n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    called = {id(c.func) for c in calls}
+    keywords: dict[str | None, set[str]] = {}  # callee name (None: unnamed) -> keywords passed to it
+    unsafe = set(OUTSIDE_NAMES + FRAMEWORK_CALLED)
+    for call in calls:
+        func = call.func
+        callee = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+        callee = "__init__" if callee in classes else callee
+        keywords.setdefault(callee, set()).update(k.arg for k in call.keywords if k.arg)
+        if any(k.arg is None for k in call.keywords):
+            unsafe.add(ast.unparse(func).split(".")[-1])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name | ast.Attribute) and isinstance(node.ctx, ast.Load) and id(node) not in called:
+            unsafe.add(node.id if isinstance(node, ast.Name) else node.attr)
+    for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name in unsafe]:
+        unsafe.update(id(f) for f in cls.body if getattr(f, "name", "") == "__init__")
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and not node.decorator_list
+            and node.name not in unsafe
+            and id(node) not in unsafe
+            and not (node.name.startswith("__") and node.name != "__init__")
+        ):
+            named = keywords.get(node.name, set()) | keywords.get(None, set())
+            arguments, count = node.args, 0
+            while count < len(arguments.args) and arguments.args[count].arg not in named:
+                count += 1
+            arguments.posonlyargs += arguments.args[:count]
+            arguments.args = arguments.args[count:]
     return ast.unparse(tree) + "\n"
 
 
@@ -95,8 +145,9 @@ def kept_names(tree: ast.Module) -> list[str]:
 
 
 def minify_source(source: str) -> str:
-    """The shipped source: annotations dropped as above, then python-minifier with MINIFY_OPTIONS
-    (class-level annotations stay: dataclasses need them), renaming all but kept_names. Raises
+    """The shipped source: annotations dropped and parameters made positional-only as above, then
+    python-minifier with MINIFY_OPTIONS (class-level annotations stay: dataclasses need them), renaming
+    all but kept_names. Raises
     ImportError without python-minifier, ValueError if minifying changed what read_at_run_time lists."""
     import python_minifier
 
@@ -106,7 +157,7 @@ def minify_source(source: str) -> str:
         remove_argument_annotations=False,
         remove_class_attribute_annotations=False,
     )
-    source = drop_annotations(source)
+    source = positional_only(drop_annotations(source))
     tree = ast.parse(source)
     kept = kept_names(tree)
     shipped = python_minifier.minify(

@@ -16,7 +16,7 @@ import pytest
 from golfkit.cli import run as cli_run
 from golfkit.errors import GolfkitError
 from golfkit.pr.bundle import RECORD_DIR, build_program
-from record.shipform import escape_payload, estimate_code_size, wrap_self_extracting
+from record.shipform import escape_payload, estimate_code_size, positional_only, wrap_self_extracting
 from record.sizes import code_size_of_file, unwrap_self_extracting
 
 MODULES = {
@@ -184,6 +184,33 @@ def test_minifying_keeps_the_annotations_custom_op_triton_and_dataclasses_read(s
     expected = _annotations_read_at_run_time(plain.decode())
     assert any("constexpr" in sig for sig in expected) and any(sig.startswith("seed: int") for sig in expected)
     assert _annotations_read_at_run_time(shipped[1]) == expected
+
+
+def test_only_parameters_no_call_can_name_become_positional_only():
+    source = (
+        "def plain(a, b=1):\n    return a\n"
+        "def named(a, b, c):\n    return a\n"
+        "def callback(a):\n    return a\n"
+        "def splatted(a):\n    return a\n"
+        "def main(a):\n    return a\n"
+        "class Box:\n    def __init__(self, size):\n        self.size = size\n"
+        "    def forward(self, x):\n        return x\n"
+        "plain(1, b=2); named(1, b=2, c=3); run(callback); splatted(**{'a': 1}); Box(size=2)\n"
+    )
+    signatures = {
+        f.name: (len(f.args.posonlyargs), len(f.args.args))
+        for f in ast.walk(ast.parse(positional_only(source)))
+        if isinstance(f, ast.FunctionDef)
+    }
+    assert signatures == {
+        "plain": (1, 1),  # b is passed by keyword
+        "named": (1, 2),  # after b, c must stay nameable too
+        "callback": (0, 1),  # handed to other code, which may name its parameters
+        "splatted": (0, 1),
+        "main": (0, 1),  # OUTSIDE_NAMES
+        "__init__": (1, 1),  # Box(size=...) names size
+        "forward": (0, 2),  # torch calls it (FRAMEWORK_CALLED)
+    }
 
 
 def test_package_run_estimates_the_bundle_within_a_few_bytes(shipped):
