@@ -20,6 +20,7 @@ BUNDLE_ORDER: tuple[str, ...] = (
     "quant",
     "sizes",
     "artifact",
+    "export",
     "evaluate",
     "ttt_plan",
     "ttt",

@@ -21,11 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from record.artifact import ExportResult, export_model, load_quantized_model
+from record.artifact import load_quantized_model
 from record.config import Config
 from record.data import ValidationSet
 from record.dist import DistEnv
 from record.evaluate import EvalResult, autocast_for, run_diagnostic_eval, sync_clock
+from record.export import ExportResult, export_model
 from record.logkeys import (
     TAG_PRE_QUANT,
     TAG_QUANTIZED,
@@ -141,7 +142,7 @@ def run_evaluation_phase(
     """Everything after the training loop, for `train.main`. `model` is the plain (uncompiled) GPT;
     `ema` (anything with `apply_to(model)`, e.g. optim.WeightEma) is loaded into it first. `build_model`
     makes an empty evaluation model on the device with the program's dtypes (default: GPT(cfg) in
-    fp32). `code_bytes` and `calibration` go to `artifact.export_model`; `luts` credit bytes when the
+    fp32). `code_bytes` and `calibration` go to `export.export_model`; `luts` credit bytes when the
     validation set has no sidecar (CaseOps off)."""
     build_model = build_model or (lambda: GPT(cfg).to(place.device))
     if ema is not None:
