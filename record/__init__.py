@@ -23,6 +23,7 @@ BUNDLE_ORDER: tuple[str, ...] = (
     "export",
     "evaluate",
     "ttt_plan",
+    "lora",
     "ttt",
     "eval_phase",
     "train",

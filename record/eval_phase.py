@@ -38,10 +38,11 @@ from record.logkeys import (
     fmt_ttt_compile_start,
     fmt_ttt_timer_start,
 )
+from record.lora import LoraSet, make_lora_optimizer
 from record.model import GPT
 from record.sizes import CodeSize
 from record.tokenizer import ByteLuts
-from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_optimizer, make_ttt_loss_fn, ttt_scored_tail
+from record.ttt import TokenLossFn, evaluate_phased_ttt, make_ttt_loss_fn, ttt_scored_tail
 
 
 def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
