@@ -25,7 +25,7 @@ from record.artifact import load_quantized_model
 from record.config import Config
 from record.data import ValidationSet
 from record.dist import DistEnv
-from record.evaluate import EvalResult, autocast_for, run_diagnostic_eval, sync_clock
+from record.evaluate import EvalResult, autocast_for, build_model, run_diagnostic_eval, sync_clock
 from record.export import ExportResult, export_model
 from record.logkeys import (
     TAG_PRE_QUANT,
@@ -39,7 +39,6 @@ from record.logkeys import (
     fmt_ttt_timer_start,
 )
 from record.lora import LoraSet, make_lora_optimizer
-from record.model import GPT
 from record.sizes import CodeSize
 from record.tokenizer import ByteLuts
 from record.ttt import TokenLossFn, evaluate_phased_ttt, make_ttt_loss_fn, ttt_scored_tail
@@ -118,10 +117,10 @@ class EvaluationReport:
     export: ExportResult
 
 
-def model_from_artifact_state(state: dict[str, torch.Tensor], build_model: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh model holding the artifact's dequantized weights, depth recurrence on (as trained). The
+def model_from_artifact_state(state: dict[str, torch.Tensor], cfg: Config, place: DistEnv) -> nn.Module:
+    """A fresh model (`build_model`) holding the artifact's dequantized weights, depth recurrence on (as trained). The
     state dict is copied in, not shared, so a model that changes its weights leaves `state` intact."""
-    model = build_model()
+    model = build_model(cfg, place)
     model.load_state_dict(state, strict=True)
     model.set_looping(True)
     return model
@@ -135,29 +134,27 @@ def run_evaluation_phase(
     log: Callable[[str], None],
     *,
     ema: Any | None = None,
-    build_model: Callable[[], nn.Module] | None = None,
     code_bytes: CodeSize | None = None,
     calibration: object | None = None,
     luts: ByteLuts | None = None,
 ) -> EvaluationReport:
     """Everything after the training loop, for `train.main`. `model` is the plain (uncompiled) GPT;
-    `ema` (anything with `apply_to(model)`, e.g. optim.WeightEma) is loaded into it first. `build_model`
-    makes an empty evaluation model on the device with the program's dtypes (default: GPT(cfg) in
-    fp32). `code_bytes` and `calibration` go to `export.export_model`; `luts` credit bytes when the
-    validation set has no sidecar (CaseOps off)."""
-    build_model = build_model or (lambda: GPT(cfg).to(place.device))
+    `ema` (anything with `apply_to(model)`, e.g. optim.WeightEma) is loaded into it first. The
+    evaluation models come from `evaluate.build_model`, as the training model does. `code_bytes` and
+    `calibration` go to `export.export_model`; `luts` credit bytes when the validation set has no
+    sidecar (CaseOps off)."""
     if ema is not None:
         log(fmt_ema_applying())
         ema.apply_to(model)
     pre_quant = run_diagnostic_eval(TAG_PRE_QUANT, model, val, cfg, place, log, luts=luts)
     exported = export_model(model, cfg, place, log, code_bytes, calibration)
     artifact_state = load_quantized_model(exported.path, cfg, log)
-    quantized_model = model_from_artifact_state(artifact_state, build_model)
+    quantized_model = model_from_artifact_state(artifact_state, cfg, place)
     quantized = run_diagnostic_eval(TAG_QUANTIZED, quantized_model, val, cfg, place, log, luts=luts)
     del quantized_model
     ttt = None
     if cfg.ttt_enabled:
-        ttt_model = model_from_artifact_state(artifact_state, build_model)
+        ttt_model = model_from_artifact_state(artifact_state, cfg, place)
         del artifact_state  # the TTT model holds its own copy
         ttt = run_ttt_evaluation(ttt_model, val, cfg, place, log, luts=luts)
     return EvaluationReport(pre_quant=pre_quant, quantized=quantized, ttt=ttt, export=exported)

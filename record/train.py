@@ -41,7 +41,7 @@ from record.dist import (
 from record.envinfo import collect_versions, version_lines
 from record.errors import RecordError
 from record.eval_phase import run_evaluation_phase
-from record.evaluate import autocast_for, run_diagnostic_eval, sync_clock
+from record.evaluate import autocast_for, build_model, run_diagnostic_eval, sync_clock
 from record.logkeys import (
     fmt_attention_backend,
     fmt_attention_refused,
@@ -160,16 +160,6 @@ def preflight_run(cfg: Config, place: DistEnv) -> None:
 # ---- the model and one optimizer step --------------------------------------------------------------------
 
 
-def place_model(model: GPT, place: DistEnv) -> GPT:
-    """Move to the device with the reference's dtypes: fp32 banks and control tensors, bf16 embedding on
-    GPU; pick the attention backend once (the compiled graph must not choose it)."""
-    model = model.to(place.device)
-    if place.device.type == "cuda":
-        model.tok_emb.weight.data = model.tok_emb.weight.data.bfloat16()
-    model.attention_backend = attention_backend_report(place.device.type, place.device.index).name
-    return model
-
-
 # Inductor's mix-order reductions fuse an RMS-norm backward (a reduction along each row) with the
 # per-channel gradient sums of the scales and mixes around it (reductions down each column). With the
 # depth loop on, some of these fused kernels carry 14-21 input streams; on an H100 one ran 7.4 ms per
@@ -199,7 +189,7 @@ class TrainSession:
 
     def __init__(self, cfg: Config, place: DistEnv, log: Callable[[str], None], compile_model: bool) -> None:
         self.cfg, self.place, self.log = cfg, place, log
-        self.model = place_model(GPT(cfg), place)
+        self.model = build_model(cfg, place)
         if compile_model:
             torch._dynamo.config.cache_size_limit = 64  # buckets x looping on/off
             self.step_model: Callable[..., Tensor] = torch.compile(
@@ -402,7 +392,7 @@ def run_program(cfg: Config, place: DistEnv, log: RunLog, compile_model: bool) -
     log(fmt_model_params(sum(p.numel() for p in session.model.parameters())))
     model = train_model(session, val)
     torch._dynamo.reset()  # the training graphs are done; evaluation compiles its own
-    run_evaluation_phase(model, val, cfg, place, log, build_model=lambda: place_model(GPT(cfg), place), luts=luts)
+    run_evaluation_phase(model, val, cfg, place, log, luts=luts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
