@@ -7,7 +7,7 @@ changes the weights it is given) -> TTT compile warm-up -> `beginning TTT eval t
 the TTT model (~40 s with lrzip on an H100); we load it once and build both models from it (the same
 weights, so the same scores; one `Deserialize:` pair of lines instead of two).
 
-Only the last timer is the challenge's evaluation time (spec-eval §5): the diagnostics, (de)serialization
+Only the last timer is the challenge's evaluation time (docs/eval.md §4): the diagnostics, (de)serialization
 and the warm-up (random tokens only) happen outside it, as in the record.
 """
 
@@ -88,7 +88,7 @@ def run_ttt_evaluation(
 ) -> EvalResult:
     """The headline score as the challenge counts it: the compile warm-up runs (and is logged) before
     `beginning TTT eval timer`; the timer, synchronised with the GPU at both ends, covers exactly the
-    phased TTT evaluation (spec-eval §5), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
+    phased TTT evaluation (docs/eval.md §4), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
     compile_model = place.device.type == "cuda" if compile_model is None else compile_model
     loss_fn = make_ttt_loss_fn(model, ttt_scored_tail(cfg), compile_model)
     log(fmt_ttt_compile_start())

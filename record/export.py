@@ -68,7 +68,7 @@ def export_model(
 
     `model` is the plain (uncompiled, unwrapped) GPT holding the final (EMA) weights. Only rank 0
     quantizes and compresses; the reference had every rank repeat it and kept rank 0's file, so the
-    file is the same and 7 ranks stop competing for CPU (spec-quant OBS 2). Other ranks wait at a
+    file is the same and 7 ranks stop competing for CPU (docs/quant.md §5). Other ranks wait at a
     barrier and then read the file. Rank 0 calibrates on its own shards (rank-seeded, as in the
     reference), in micro-batches of the training size. `batches` overrides the calibration data.
     """

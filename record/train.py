@@ -71,7 +71,7 @@ from record.tokenizer import load_tokenizer, sentencepiece_byte_luts
 # differ from the reference here: its four buckets (64..256) mean four more compiles (~1 min each on an
 # H100); a batch of unusually short documents rounds up to a multiple of the capacity (a rare recompile).
 CU_MIN_MEAN_DOC = 256
-CU_WARMUP_ITERS = 3  # forward+backward passes per bucket during the compile warm-up
+CU_WARMUP_ITERS = 3  # forward+backward passes per looping state during the cu_seqlens warm-up
 
 
 # ---- logging ------------------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ class TrainSession:
         self.cfg, self.place, self.log = cfg, place, log
         self.model = build_model(cfg, place)
         if compile_model:
-            torch._dynamo.config.cache_size_limit = 64  # buckets x looping on/off
+            torch._dynamo.config.cache_size_limit = 64  # looping on/off x rare cu_seqlens roundings (above)
             self.step_model: Callable[..., Tensor] = torch.compile(
                 self.model, dynamic=False, fullgraph=True, options=training_inductor_options()
             )
@@ -220,7 +220,8 @@ class TrainSession:
         return tuple(moved)
 
     def micro_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The next micro-batch on the device, with bucketed cu_seqlens when attention is varlen."""
+        """The next micro-batch on the device, with cu_seqlens padded to the fixed capacity when attention is
+        varlen."""
         inputs, targets = self.loader.next_batch()
         cu = None
         if self.varlen:
@@ -269,8 +270,8 @@ class TrainSession:
         self.set_looping(False)
 
     def warm_up(self) -> None:
-        """Untimed: compile every graph training will need (cu buckets, WARMUP_STEPS steps, the same with
-        looping on), then restore the initial weights and optimiser state and restart the data, so the
+        """Untimed: compile every graph training will need (the cu_seqlens capacity, WARMUP_STEPS steps,
+        the same with looping on), then restore the initial weights and optimiser state and restart the data, so the
         timed run starts exactly where an uncompiled one would."""
         if self.cfg.warmup_steps <= 0:
             return

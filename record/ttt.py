@@ -3,15 +3,16 @@
 Every validation document is scored chunk by chunk (48 predictions at a time) by the quantized model plus
 a per-document LoRA; after a chunk is scored, and only then, the LoRA takes one optimizer step on it, so
 no token is ever predicted by weights that saw it. Three times during the run all ranks pause, gather the
-documents scored so far, keep the first 666/1333/2000 of them (by batch id) and run one epoch of plain SGD
-of the base weights over them; later documents are scored by the updated model. This is the reference's
-`eval_val_ttt_phased` (spec-eval.md §3) with three deliberate differences, each exact in the maths:
+documents scored so far, keep the first 666/1333/2000 of them (by batch id) and run one epoch of momentum
+SGD of the base weights over them; later documents are scored by the updated model. This is the reference's
+`eval_val_ttt_phased` (docs/eval.md §3) with three deliberate differences, each exact in the maths:
 
 - rows of documents that have finished are dropped from the forward instead of running as padding
   (their LoRA rows still get the zero-gradient AdamW step the reference gives them); to keep the
   compiled forward from recompiling inside the timer, every adapter set has TTT_BATCH_SIZE rows (a
   smaller batch gets a fresh set, as in the reference, and uses its first rows) and the running rows
-  are always passed as an index tensor, so one graph serves every row count >= 2 and one serves 1;
+  are always passed as an index tensor, so one dynamic graph serves every row count >= 2, and a
+  single running row is run as two copies of itself (`never_one_row`), so the same graph serves it;
 - batches are handed out through the process group's store instead of files in /tmp, and a rank that
   finds the queue empty waits for pending phase pauses instead of leaving (no deadlock on small sets);
   a pause that comes when no batch is left skips the useless global SGD;
