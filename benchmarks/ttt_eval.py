@@ -1,6 +1,6 @@
 """How long phased score-first TTT takes: the default-size model on a slice of validation-like documents.
 
-Runs `record.ttt.run_ttt_evaluation` (compile warm-up outside the timer, then the timed evaluation)
+Runs `record.eval_phase.run_ttt_evaluation` (compile warm-up outside the timer, then the timed evaluation)
 on `--docs` documents and reports seconds per 1000 documents, seconds per million scored tokens, and
 the projection to the record's full split (50,000 documents, 47,851,520 targets) on 8 GPUs, assuming the
 8 ranks share the work evenly (the reference loses up to ~200 s to one rank holding the longest

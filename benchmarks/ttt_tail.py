@@ -36,8 +36,8 @@ from golfkit.runs.presets import tiny_config  # noqa: E402
 from record.attention import pick_attention_backend  # noqa: E402
 from record.config import Config  # noqa: E402
 from record.evaluate import autocast_for  # noqa: E402
+from record.lora import LoraSet  # noqa: E402
 from record.model import GPT  # noqa: E402
-from record.ttt import LoraSet  # noqa: E402
 
 
 def _triton_version() -> str | None:

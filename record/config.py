@@ -23,8 +23,25 @@ from record.logkeys import fmt_hyperparameters
 
 DATASET_NAME = "fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
 TOKENIZER_NAME = "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
-# Micro-batches per optimiser step on one GPU; the reference divides them among the ranks.
-TOTAL_MICRO_BATCHES = 8
+# Micro-batches per optimiser step, whatever the world size: the record's 8 GPUs run one each, fewer
+# GPUs accumulate more (grad_accum_steps), so the step and its batch stay the same.
+MICRO_BATCHES_PER_STEP = 8
+
+# Settings the reference reads that this program implements at their default value only: the feature
+# is always on (tied embeddings, fused cross-entropy where the kernels run, BOS-masked global TTT), is
+# absent (the sliding-window eval of EVAL_STRIDE, the dense and output attention gates' own options, the
+# untied embedding's LR), or has one form. They stay in the hyperparameter dump; any other value is
+# refused by _check_config instead of being silently ignored.
+DEFAULT_ONLY = (
+    "tie_embeddings",
+    "embed_lr",
+    "parallel_final_lane",
+    "gated_attn_init_std",
+    "attn_out_gate_src",
+    "fused_ce_enabled",
+    "eval_stride",
+    "global_ttt_respect_doc_boundaries",
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -43,19 +60,19 @@ class Config:
     val_doc_fraction: float = 1.0  # share of the validation documents scored, (0, 1]
 
     # --- model ---
-    vocab_size: int = 8192
+    vocab_size: int = 8192  # tokenizer vocabulary; shards and tokenizer must match it
     num_layers: int = 11  # physical blocks
-    model_dim: int = 512
+    model_dim: int = 512  # residual stream width
     num_heads: int = 8  # query heads; head dim = model_dim / num_heads
     num_kv_heads: int = 4  # grouped-query KV heads; must divide num_heads
     mlp_mult: float = 4.0  # MLP hidden = mlp_mult * model_dim
     tie_embeddings: bool = True  # output head is tok_emb (the only supported form)
     tied_embed_init_std: float = 0.005  # tok_emb ~ N(0, std)
     logit_softcap: float = 30.0  # logits = cap * tanh(logits / cap)
-    rope_base: float = 10000.0
+    rope_base: float = 10000.0  # RoPE frequency base
     rope_dims: int = 16  # RoPE on the first rope_dims of each head's dims (even, <= head dim)
     rope_train_seq_len: int = 2048  # YaRN's reference length (only used when rope_yarn)
-    rope_yarn: bool = False
+    rope_yarn: bool = False  # stretch RoPE (YaRN) for sequences longer than rope_train_seq_len
     qk_gain_init: float = 5.0  # per-head query gain after QK-norm
     ln_scale: bool = True  # scale block inputs by 1/sqrt(layer_idx + 1)
     xsa_last_n: int = 11  # XSA (remove the value-direction component) on the last n layers
@@ -72,10 +89,10 @@ class Config:
     sparse_attn_gate_init_std: float = 0.0  # 0 = zero init (gate 0.5 at start)
     sparse_attn_gate_scale: float = 1.0  # gate = sigmoid(scale * W_h . x[:gate_window])
     gated_attn_enabled: bool = False  # the older dense attention gate (off in the record)
-    gated_attn_init_std: float = 0.01
+    gated_attn_init_std: float = 0.01  # the dense gate's init (default only: that gate is not implemented)
     gated_attn_quant_gate: bool = True  # quantize the attention gate weights to int8
     attn_out_gate_enabled: bool = False  # PR #1667's output gate (off in the record)
-    attn_out_gate_src: str = "proj"
+    attn_out_gate_src: str = "proj"  # the output gate's input (default only: that gate is not implemented)
     fused_ce_enabled: bool = True  # fused softcapped cross-entropy kernel in training
 
     # --- training schedule ---
@@ -85,88 +102,86 @@ class Config:
     warmdown_frac: float = 0.75  # last fraction of training with a linear LR decay
     min_lr: float = 0.1  # LR multiplier floor during warm-down
     train_batch_tokens: int = 786432  # tokens per optimiser step over all ranks
-    train_seq_len: int = 2048
-    train_log_every: int = 500
+    train_seq_len: int = 2048  # tokens per training row
+    train_log_every: int = 500  # log the train loss every n steps (and the first 5); 0 = never
     val_loss_every: int = 0  # 0 = no validation during training
-    val_batch_tokens: int = 524288
-    eval_seq_len: int = 2048
-    eval_stride: int = 64
+    val_batch_tokens: int = 524288  # plain evaluation: this / 8 tokens per forward
+    eval_seq_len: int = 2048  # row length of the plain evaluation and of global TTT
+    eval_stride: int = 64  # the reference's sliding-window stride (default only: no sliding window here)
     grad_clip_norm: float = 0.3  # global-norm clip; 0 = off
-    ema_decay: float = 0.9965
+    ema_decay: float = 0.9965  # per-step decay of the weight EMA that is exported
 
     # --- optimisers ---
     matrix_lr: float = 0.026  # Muon on the weight banks
-    muon_momentum: float = 0.97
-    muon_momentum_warmup_start: float = 0.92
-    muon_momentum_warmup_steps: int = 1500
+    muon_momentum: float = 0.97  # Nesterov momentum after the warm-up
+    muon_momentum_warmup_start: float = 0.92  # momentum at step 0, ramped linearly ...
+    muon_momentum_warmup_steps: int = 1500  # ... to muon_momentum over this many steps
     muon_backend_steps: int = 5  # Newton-Schulz (Polar Express) iterations
-    muon_row_normalize: bool = True
-    muon_wd: float = 0.095
+    muon_row_normalize: bool = True  # normalise each row of the update before orthogonalising
+    muon_wd: float = 0.095  # decoupled weight decay of the banks (scaled by the LR)
     embed_lr: float = 0.6  # untied embedding LR (unused while tie_embeddings)
     tied_embed_lr: float = 0.03  # AdamW on tok_emb
-    embed_wd: float = 0.06
+    embed_wd: float = 0.06  # AdamW weight decay of tok_emb
     scalar_lr: float = 0.02  # AdamW on the control tensors
-    adam_wd: float = 0.02
-    adam_eps: float = 1e-8
-    beta1: float = 0.9
-    beta2: float = 0.95
+    adam_wd: float = 0.02  # AdamW weight decay of the control tensors
+    adam_eps: float = 1e-8  # eps of both AdamW optimisers
+    beta1: float = 0.9  # AdamW beta1 (tok_emb and control tensors)
+    beta2: float = 0.95  # AdamW beta2 (tok_emb and control tensors)
 
     # --- quantization and artifact ---
-    matrix_bits: int = 6
-    embed_bits: int = 7
-    matrix_clip_sigmas: float = 12.85
-    attn_clip_sigmas: float = 12.0
-    mlp_clip_sigmas: float = 12.0
-    embed_clip_sigmas: float = 12.0
-    gptq_calibration_batches: int = 16
+    matrix_bits: int = 6  # GPTQ code width of the block matrices
+    embed_bits: int = 7  # GPTQ code width of tok_emb
+    matrix_clip_sigmas: float = 12.85  # GPTQ clip in row std devs (other matrices)
+    attn_clip_sigmas: float = 12.0  # the same for attention matrices
+    mlp_clip_sigmas: float = 12.0  # the same for MLP matrices
+    embed_clip_sigmas: float = 12.0  # the same for tok_emb
+    gptq_calibration_batches: int = 16  # training micro-batches whose activations give the Hessians
     gptq_reserve_seconds: float = 0.5  # training time kept back for GPTQ
     lqer_enabled: bool = True  # low-rank correction of the worst-quantized matrices
-    lqer_asym_enabled: bool = True
-    lqer_rank: int = 4
-    lqer_top_k: int = 3
-    lqer_factor_bits: int = 4
-    lqer_asym_group: int = 64
+    lqer_asym_enabled: bool = True  # LQER factors as 2-bit A + grouped int4 B (else per-row symmetric)
+    lqer_rank: int = 4  # rank of each LQER correction
+    lqer_top_k: int = 3  # how many matrices (largest quantization error) get one
+    lqer_factor_bits: int = 4  # bits of the symmetric fallback's factors
+    lqer_asym_group: int = 64  # entries of B sharing one scale in the asymmetric form
     compressor: str = "pergroup"  # pergroup (lrzip per group), brotli or lzma
 
     # --- test-time training (score-first, per-document LoRA) ---
-    ttt_enabled: bool = True
-    ttt_optimizer: str = "adam"
-    ttt_lora_rank: int = 96
+    ttt_enabled: bool = True  # run the phased TTT evaluation (the headline score)
+    ttt_optimizer: str = "adam"  # the LoRA optimizer: adam (AdamW) or sgd
+    ttt_lora_rank: int = 96  # rank of each per-document LoRA
     ttt_lora_alpha: float = 144.0  # LoRA scale = alpha / rank
-    ttt_lora_lr: float = 0.0001
-    ttt_beta1: float = 0.0
-    ttt_beta2: float = 0.999
-    ttt_weight_decay: float = 1.0
-    ttt_chunk_size: int = 48
-    ttt_batch_size: int = 64
-    ttt_grad_steps: int = 1
-    ttt_eval_seq_len: int = 2048
+    ttt_lora_lr: float = 0.0001  # LoRA learning rate
+    ttt_beta1: float = 0.0  # AdamW beta1 of the LoRA (SGD momentum with ttt_optimizer=sgd)
+    ttt_beta2: float = 0.999  # AdamW beta2 of the LoRA
+    ttt_weight_decay: float = 1.0  # decoupled weight decay of the LoRA
+    ttt_chunk_size: int = 48  # predictions scored per step before the LoRA trains on them
+    ttt_batch_size: int = 64  # documents scored side by side (LoRA rows)
+    ttt_grad_steps: int = 1  # LoRA optimizer steps per scored chunk
+    ttt_eval_seq_len: int = 2048  # longest context window of a TTT forward
     ttt_eval_batches: str = ""  # empty = all
-    ttt_k_lora: bool = True
-    ttt_o_lora: bool = True
-    ttt_mlp_lora: bool = True
-    phased_ttt_num_phases: int = 3
-    phased_ttt_prefix_docs: int = 2000
-    global_ttt_lr: float = 0.001
-    global_ttt_momentum: float = 0.9
-    global_ttt_epochs: int = 1
-    global_ttt_batch_seqs: int = 32
-    global_ttt_chunk_tokens: int = 32768
-    global_ttt_grad_clip: float = 1.0
-    global_ttt_warmup_chunks: int = 0
-    global_ttt_warmup_start_lr: float = 0.0
-    global_ttt_respect_doc_boundaries: bool = True
+    ttt_k_lora: bool = True  # adapt the keys too (q, v and the head always are)
+    ttt_o_lora: bool = True  # adapt the attention output projection
+    ttt_mlp_lora: bool = True  # adapt the MLP output
+    phased_ttt_num_phases: int = 3  # global-SGD pauses during the evaluation
+    phased_ttt_prefix_docs: int = 2000  # documents global SGD covers by the last pause (666/1333/2000)
+    global_ttt_lr: float = 0.001  # peak LR of the global SGD of the base weights
+    global_ttt_momentum: float = 0.9  # its momentum
+    global_ttt_epochs: int = 1  # SGD steps per chunk; 0 = no global SGD
+    global_ttt_batch_seqs: int = 32  # rows per forward within a chunk (memory, not maths)
+    global_ttt_chunk_tokens: int = 32768  # tokens per global SGD step
+    global_ttt_grad_clip: float = 1.0  # global-norm clip of each global step; 0 = off
+    global_ttt_warmup_chunks: int = 0  # linear LR warm-up steps before the cosine decay
+    global_ttt_warmup_start_lr: float = 0.0  # LR at the first warm-up step
+    global_ttt_respect_doc_boundaries: bool = True  # default only: global SGD always masks attention at each BOS
 
     # --- runtime, owned by record.dist (never read from the environment here) ---
-    rank: int = field(default=0, metadata={"runtime": True})
-    world_size: int = field(default=1, metadata={"runtime": True})
-    local_rank: int = field(default=0, metadata={"runtime": True})
+    rank: int = field(default=0, metadata={"runtime": True})  # this process, 0..world_size-1
+    world_size: int = field(default=1, metadata={"runtime": True})  # processes (GPUs) in the job
+    local_rank: int = field(default=0, metadata={"runtime": True})  # this process's GPU on its host
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "parallel_final_lane": ("mean",),
         "compressor": ("pergroup", "brotli", "lzma"),
         "ttt_optimizer": ("adam", "sgd"),
-        "attn_out_gate_src": ("proj", "input"),
     }
 
     def __post_init__(self) -> None:
@@ -185,7 +200,7 @@ class Config:
 
     @property
     def grad_accum_steps(self) -> int:
-        return TOTAL_MICRO_BATCHES // self.world_size
+        return MICRO_BATCHES_PER_STEP // self.world_size
 
     @property
     def datasets_dir(self) -> str:
@@ -343,11 +358,13 @@ def _check_config(cfg: Config) -> None:
     need(0.0 <= cfg.warmdown_frac <= 1.0, "warmdown_frac", "must be in [0, 1]", "use a fraction")
     need(0 < cfg.gate_window <= cfg.model_dim, "gate_window", "must be in 1..MODEL_DIM", "use a smaller window")
     need(cfg.logit_softcap > 0, "logit_softcap", "must be positive", "use e.g. 30")
-    need(cfg.tie_embeddings, "tie_embeddings", "only tied embeddings are implemented", "set it to 1")
+    for name in DEFAULT_ONLY:
+        default = Config.__dataclass_fields__[name].default
+        need(getattr(cfg, name) == default, name, "only the default is implemented", f"unset it or set it to {default}")
     need(0.0 < cfg.val_doc_fraction <= 1.0, "val_doc_fraction", "must be in (0, 1]", "use a fraction")
     need(
-        cfg.world_size >= 1 and TOTAL_MICRO_BATCHES % cfg.world_size == 0,
+        cfg.world_size >= 1 and MICRO_BATCHES_PER_STEP % cfg.world_size == 0,
         "world_size",
-        f"must divide {TOTAL_MICRO_BATCHES}",
+        f"must divide {MICRO_BATCHES_PER_STEP}",
         "run on 1, 2, 4 or 8 GPUs",
     )

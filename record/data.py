@@ -168,7 +168,7 @@ def calibration_batches(
 ):
     """`num_batches` (inputs, targets) batches of random train windows for GPTQ's Hessians.
 
-    As in the reference (spec-quant §1): rank r samples only shards `files[r::world_size]`, with
+    As in the reference (docs/quant.md §1): rank r samples only shards `files[r::world_size]`, with
     numpy's PCG64 seeded by the RANK (not SEED), so calibration is the same whatever the run's seed.
     Each shard gets a random phase < seq_len and its `seq_len + 1`-token windows in random order; each
     row draws a shard with probability proportional to its windows left, and all shards refill when

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
+from record.config import MICRO_BATCHES_PER_STEP
 from record.errors import RecordError
-
-# The record's global batch is 8 micro-batches of one rank each on 8 GPUs; fewer GPUs accumulate more.
-MICRO_BATCHES_PER_STEP = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +59,9 @@ def read_dist_env(env: Mapping[str, str] | None = None, use_cuda: bool | None = 
     local_rank = _dist_int(env, "LOCAL_RANK", rank) if world_size > 1 else 0
     if world_size < 1 or MICRO_BATCHES_PER_STEP % world_size:
         raise RecordError(
-            "WORLD_SIZE", f"{world_size} processes cannot split 8 micro-batches evenly", "use 1, 2, 4 or 8"
+            "WORLD_SIZE",
+            f"{world_size} processes cannot split {MICRO_BATCHES_PER_STEP} micro-batches evenly",
+            "use 1, 2, 4 or 8",
         )
     if not 0 <= rank < world_size:
         raise RecordError("RANK", f"rank {rank} is outside 0..{world_size - 1}", "launch through torchrun")

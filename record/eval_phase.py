@@ -7,7 +7,7 @@ changes the weights it is given) -> TTT compile warm-up -> `beginning TTT eval t
 the TTT model (~40 s with lrzip on an H100); we load it once and build both models from it (the same
 weights, so the same scores; one `Deserialize:` pair of lines instead of two).
 
-Only the last timer is the challenge's evaluation time (spec-eval §5): the diagnostics, (de)serialization
+Only the last timer is the challenge's evaluation time (docs/eval.md §4): the diagnostics, (de)serialization
 and the warm-up (random tokens only) happen outside it, as in the record.
 """
 
@@ -21,11 +21,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from record.artifact import ExportResult, export_model, load_quantized_model
+from record.artifact import load_quantized_model
 from record.config import Config
 from record.data import ValidationSet
 from record.dist import DistEnv
-from record.evaluate import EvalResult, autocast_for, run_diagnostic_eval, sync_clock
+from record.evaluate import EvalResult, autocast_for, build_model, run_diagnostic_eval, sync_clock
+from record.export import ExportResult, export_model
 from record.logkeys import (
     TAG_PRE_QUANT,
     TAG_QUANTIZED,
@@ -37,10 +38,10 @@ from record.logkeys import (
     fmt_ttt_compile_start,
     fmt_ttt_timer_start,
 )
-from record.model import GPT
+from record.lora import LoraSet, make_lora_optimizer
 from record.sizes import CodeSize
 from record.tokenizer import ByteLuts
-from record.ttt import LoraSet, TokenLossFn, evaluate_phased_ttt, make_lora_optimizer, make_ttt_loss_fn, ttt_scored_tail
+from record.ttt import TokenLossFn, evaluate_phased_ttt, make_ttt_loss_fn, ttt_scored_tail
 
 
 def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
@@ -87,7 +88,7 @@ def run_ttt_evaluation(
 ) -> EvalResult:
     """The headline score as the challenge counts it: the compile warm-up runs (and is logged) before
     `beginning TTT eval timer`; the timer, synchronised with the GPU at both ends, covers exactly the
-    phased TTT evaluation (spec-eval §5), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
+    phased TTT evaluation (docs/eval.md §4), which prints `quantized_ttt_phased ...` and `total_eval_time`."""
     compile_model = place.device.type == "cuda" if compile_model is None else compile_model
     loss_fn = make_ttt_loss_fn(model, ttt_scored_tail(cfg), compile_model)
     log(fmt_ttt_compile_start())
@@ -116,10 +117,10 @@ class EvaluationReport:
     export: ExportResult
 
 
-def model_from_artifact_state(state: dict[str, torch.Tensor], build_model: Callable[[], nn.Module]) -> nn.Module:
-    """A fresh model holding the artifact's dequantized weights, depth recurrence on (as trained). The
+def model_from_artifact_state(state: dict[str, torch.Tensor], cfg: Config, place: DistEnv) -> nn.Module:
+    """A fresh model (`build_model`) holding the artifact's dequantized weights, depth recurrence on (as trained). The
     state dict is copied in, not shared, so a model that changes its weights leaves `state` intact."""
-    model = build_model()
+    model = build_model(cfg, place)
     model.load_state_dict(state, strict=True)
     model.set_looping(True)
     return model
@@ -133,29 +134,27 @@ def run_evaluation_phase(
     log: Callable[[str], None],
     *,
     ema: Any | None = None,
-    build_model: Callable[[], nn.Module] | None = None,
     code_bytes: CodeSize | None = None,
     calibration: object | None = None,
     luts: ByteLuts | None = None,
 ) -> EvaluationReport:
     """Everything after the training loop, for `train.main`. `model` is the plain (uncompiled) GPT;
-    `ema` (anything with `apply_to(model)`, e.g. optim.WeightEma) is loaded into it first. `build_model`
-    makes an empty evaluation model on the device with the program's dtypes (default: GPT(cfg) in
-    fp32). `code_bytes` and `calibration` go to `artifact.export_model`; `luts` credit bytes when the
-    validation set has no sidecar (CaseOps off)."""
-    build_model = build_model or (lambda: GPT(cfg).to(place.device))
+    `ema` (anything with `apply_to(model)`, e.g. optim.WeightEma) is loaded into it first. The
+    evaluation models come from `evaluate.build_model`, as the training model does. `code_bytes` and
+    `calibration` go to `export.export_model`; `luts` credit bytes when the validation set has no
+    sidecar (CaseOps off)."""
     if ema is not None:
         log(fmt_ema_applying())
         ema.apply_to(model)
     pre_quant = run_diagnostic_eval(TAG_PRE_QUANT, model, val, cfg, place, log, luts=luts)
     exported = export_model(model, cfg, place, log, code_bytes, calibration)
     artifact_state = load_quantized_model(exported.path, cfg, log)
-    quantized_model = model_from_artifact_state(artifact_state, build_model)
+    quantized_model = model_from_artifact_state(artifact_state, cfg, place)
     quantized = run_diagnostic_eval(TAG_QUANTIZED, quantized_model, val, cfg, place, log, luts=luts)
     del quantized_model
     ttt = None
     if cfg.ttt_enabled:
-        ttt_model = model_from_artifact_state(artifact_state, build_model)
+        ttt_model = model_from_artifact_state(artifact_state, cfg, place)
         del artifact_state  # the TTT model holds its own copy
         ttt = run_ttt_evaluation(ttt_model, val, cfg, place, log, luts=luts)
     return EvaluationReport(pre_quant=pre_quant, quantized=quantized, ttt=ttt, export=exported)

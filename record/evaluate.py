@@ -3,7 +3,8 @@
 The metric is the challenge's: summed per-token cross-entropy (fp32 nats, accumulated in float64) of
 every scored target, divided by ln 2 and by the original UTF-8 bytes those targets stand for
 (`record.data.bits_per_byte`). This module gives the pieces every evaluator shares (the result type,
-byte credit, autocast and clock helpers) and the plain evaluation that prints the reference's
+byte credit, autocast and clock helpers), `build_model` (the one builder of the program's models,
+training's included) and the plain evaluation that prints the reference's
 `diagnostic pre-quantization post-ema ...` and `diagnostic quantized ...` lines. The headline score is
 the phased TTT evaluation in record/ttt.py.
 """
@@ -26,6 +27,7 @@ from record.data import ValidationSet, bits_per_byte
 from record.dist import DistEnv, all_reduce_sum_
 from record.errors import RecordError
 from record.logkeys import fmt_eval_result
+from record.model import GPT
 from record.tokenizer import ByteLuts
 
 
@@ -89,9 +91,21 @@ def sync_clock(device: torch.device) -> None:
 
 
 def fix_attention_backend(model: nn.Module, device: torch.device) -> None:
-    """Choose the attention kernel eagerly: the model cannot probe backends inside a compiled graph."""
+    """Choose the attention kernel eagerly: the model cannot probe backends inside a compiled graph.
+    `build_model` does it for the program's models; this catches one built elsewhere (tests, benchmarks)."""
     if getattr(model, "attention_backend", "") is None:
         model.attention_backend = pick_attention_backend(device.type, device.index)
+
+
+def build_model(cfg: Config, place: DistEnv) -> GPT:
+    """The one place the program builds a GPT, for training and for every evaluation model: on this
+    process's device with the reference's dtypes (fp32 banks and control tensors, bf16 embedding on
+    GPU) and the attention backend chosen once, outside any compiled graph."""
+    model = GPT(cfg).to(place.device)
+    if place.device.type == "cuda":
+        model.tok_emb.weight.data = model.tok_emb.weight.data.bfloat16()
+    fix_attention_backend(model, place.device)
+    return model
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""The PR #1934 network, and only the network (compile, DDP and dtype live in train.build_model).
+"""The PR #1934 network, and only the network (device and dtypes: evaluate.build_model; compiling: train.py).
 
 A U-Net of pre-norm transformer blocks whose matrices live in four 3-D banks (so Muon can
 orthogonalise them slice by slice): tied SP8192 embedding, BOS-safe SmearGate, GQA attention with

@@ -5,7 +5,8 @@ scales that `record.artifact` compresses into the submitted file. Every matrix t
 quantized with GPTQ (6-bit blocks, 7-bit tied embedding) against the Hessian of its own inputs, gathered
 from training data through the model's `calib_capture` hook; the matrices GPTQ hurts most get a rank-4
 correction (LQER); the attention-gate weights get int8 rows; small tensors stay fp16. The maths follows
-PR #1855 (spec-quant.md §1-4, 6) so the golden vectors in shared/data/golden match bit for bit.
+PR #1855 (docs/quant.md §1-4) so the reference's golden GPTQ outputs (tests/unit/test_quant.py) match
+bit for bit.
 Bank tensors are split into per-layer matrices ("unbanked") because GPTQ, the routing rules and the
 per-group compressor all work per matrix.
 """
@@ -127,7 +128,7 @@ def rebank_state_dict(flat: Mapping[str, Tensor], num_layers: int) -> dict[str, 
 
 
 def collect_hessians(model: torch.nn.Module, batches: Iterable[Tensor | tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
-    """Sum XᵀX of every quantized matrix's input over the calibration batches (spec-quant §1).
+    """Sum XᵀX of every quantized matrix's input over the calibration batches (docs/quant.md §1).
 
     The model runs in eval mode without document masking (plain causal, as the reference calibrates)
     and calls `calib_capture(layer, site, x)` at each block application, so looped layers add one
@@ -243,7 +244,7 @@ def lqer_factors(error: Tensor, rank: int) -> tuple[Tensor, Tensor]:
 
 def lqer_quantize_asym(a: Tensor, b: Tensor, group: int) -> dict[str, Tensor]:
     """A: 2-bit codes with one fp16 scale for the whole matrix; B: int4 with one fp16 scale per
-    `group` consecutive row-major entries (spec-quant §4). A is quantized as one row."""
+    `group` consecutive row-major entries (docs/quant.md §4). A is quantized as one row."""
     qa, scale_a = quantize_rows_absmax(a.reshape(1, -1), 1.5, LQER_ASYM_A_LEVELS)
     qb, scale_b = quantize_rows_absmax(b.reshape(-1, group), 7.5, LQER_ASYM_B_LEVELS)
     return {

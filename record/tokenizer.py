@@ -96,7 +96,7 @@ class ByteLuts:
 
 
 def sentencepiece_byte_luts(processor: Any, vocab_size: int) -> ByteLuts:
-    """Build the ByteLuts of a SentencePiece model (spec-eval §1, LUT bytes)."""
+    """Build the ByteLuts of a SentencePiece model (docs/eval.md §1, bytes without CaseOps)."""
     if processor.piece_to_id(SPACE_MARKER) == processor.unk_id():
         raise RecordError("tokenizer", "U+2581 (the space marker) is not a piece", "use a SentencePiece BPE model")
     base = np.zeros(vocab_size, dtype=np.int32)

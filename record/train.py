@@ -41,7 +41,7 @@ from record.dist import (
 from record.envinfo import collect_versions, version_lines
 from record.errors import RecordError
 from record.eval_phase import run_evaluation_phase
-from record.evaluate import autocast_for, run_diagnostic_eval, sync_clock
+from record.evaluate import autocast_for, build_model, run_diagnostic_eval, sync_clock
 from record.logkeys import (
     fmt_attention_backend,
     fmt_attention_refused,
@@ -71,7 +71,7 @@ from record.tokenizer import load_tokenizer, sentencepiece_byte_luts
 # differ from the reference here: its four buckets (64..256) mean four more compiles (~1 min each on an
 # H100); a batch of unusually short documents rounds up to a multiple of the capacity (a rare recompile).
 CU_MIN_MEAN_DOC = 256
-CU_WARMUP_ITERS = 3  # forward+backward passes per bucket during the compile warm-up
+CU_WARMUP_ITERS = 3  # forward+backward passes per looping state during the cu_seqlens warm-up
 
 
 # ---- logging ------------------------------------------------------------------------------------------
@@ -160,16 +160,6 @@ def preflight_run(cfg: Config, place: DistEnv) -> None:
 # ---- the model and one optimizer step --------------------------------------------------------------------
 
 
-def place_model(model: GPT, place: DistEnv) -> GPT:
-    """Move to the device with the reference's dtypes: fp32 banks and control tensors, bf16 embedding on
-    GPU; pick the attention backend once (the compiled graph must not choose it)."""
-    model = model.to(place.device)
-    if place.device.type == "cuda":
-        model.tok_emb.weight.data = model.tok_emb.weight.data.bfloat16()
-    model.attention_backend = attention_backend_report(place.device.type, place.device.index).name
-    return model
-
-
 # Inductor's mix-order reductions fuse an RMS-norm backward (a reduction along each row) with the
 # per-channel gradient sums of the scales and mixes around it (reductions down each column). With the
 # depth loop on, some of these fused kernels carry 14-21 input streams; on an H100 one ran 7.4 ms per
@@ -199,9 +189,9 @@ class TrainSession:
 
     def __init__(self, cfg: Config, place: DistEnv, log: Callable[[str], None], compile_model: bool) -> None:
         self.cfg, self.place, self.log = cfg, place, log
-        self.model = place_model(GPT(cfg), place)
+        self.model = build_model(cfg, place)
         if compile_model:
-            torch._dynamo.config.cache_size_limit = 64  # buckets x looping on/off
+            torch._dynamo.config.cache_size_limit = 64  # looping on/off x rare cu_seqlens roundings (above)
             self.step_model: Callable[..., Tensor] = torch.compile(
                 self.model, dynamic=False, fullgraph=True, options=training_inductor_options()
             )
@@ -230,7 +220,8 @@ class TrainSession:
         return tuple(moved)
 
     def micro_batch(self) -> tuple[Tensor, Tensor, Tensor | None]:
-        """The next micro-batch on the device, with bucketed cu_seqlens when attention is varlen."""
+        """The next micro-batch on the device, with cu_seqlens padded to the fixed capacity when attention is
+        varlen."""
         inputs, targets = self.loader.next_batch()
         cu = None
         if self.varlen:
@@ -279,8 +270,8 @@ class TrainSession:
         self.set_looping(False)
 
     def warm_up(self) -> None:
-        """Untimed: compile every graph training will need (cu buckets, WARMUP_STEPS steps, the same with
-        looping on), then restore the initial weights and optimiser state and restart the data, so the
+        """Untimed: compile every graph training will need (the cu_seqlens capacity, WARMUP_STEPS steps,
+        the same with looping on), then restore the initial weights and optimiser state and restart the data, so the
         timed run starts exactly where an uncompiled one would."""
         if self.cfg.warmup_steps <= 0:
             return
@@ -402,7 +393,7 @@ def run_program(cfg: Config, place: DistEnv, log: RunLog, compile_model: bool) -
     log(fmt_model_params(sum(p.numel() for p in session.model.parameters())))
     model = train_model(session, val)
     torch._dynamo.reset()  # the training graphs are done; evaluation compiles its own
-    run_evaluation_phase(model, val, cfg, place, log, build_model=lambda: place_model(GPT(cfg), place), luts=luts)
+    run_evaluation_phase(model, val, cfg, place, log, luts=luts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,15 +3,16 @@
 Every validation document is scored chunk by chunk (48 predictions at a time) by the quantized model plus
 a per-document LoRA; after a chunk is scored, and only then, the LoRA takes one optimizer step on it, so
 no token is ever predicted by weights that saw it. Three times during the run all ranks pause, gather the
-documents scored so far, keep the first 666/1333/2000 of them (by batch id) and run one epoch of plain SGD
-of the base weights over them; later documents are scored by the updated model. This is the reference's
-`eval_val_ttt_phased` (spec-eval.md §3) with three deliberate differences, each exact in the maths:
+documents scored so far, keep the first 666/1333/2000 of them (by batch id) and run one epoch of momentum
+SGD of the base weights over them; later documents are scored by the updated model. This is the reference's
+`eval_val_ttt_phased` (docs/eval.md §3) with three deliberate differences, each exact in the maths:
 
 - rows of documents that have finished are dropped from the forward instead of running as padding
   (their LoRA rows still get the zero-gradient AdamW step the reference gives them); to keep the
   compiled forward from recompiling inside the timer, every adapter set has TTT_BATCH_SIZE rows (a
   smaller batch gets a fresh set, as in the reference, and uses its first rows) and the running rows
-  are always passed as an index tensor, so one graph serves every row count >= 2 and one serves 1;
+  are always passed as an index tensor, so one dynamic graph serves every row count >= 2, and a
+  single running row is run as two copies of itself (`never_one_row`), so the same graph serves it;
 - batches are handed out through the process group's store instead of files in /tmp, and a rank that
   finds the queue empty waits for pending phase pauses instead of leaving (no deadlock on small sets);
   a pause that comes when no batch is left skips the useless global SGD;
@@ -49,6 +50,7 @@ from record.logkeys import (
     fmt_ttt_phased,
     fmt_tttg,
 )
+from record.lora import LoraSet, make_lora_optimizer, reset_lora_optimizer
 from record.tokenizer import ByteLuts
 from record.ttt_plan import (
     DocSpan,
@@ -62,140 +64,7 @@ from record.ttt_plan import (
     select_documents,
 )
 
-# Sites a config switch may turn off; q, v and the head are always adapted (TTT_K/O/MLP_LORA).
-_LORA_OPTIONAL_SITES = {"k": "ttt_k_lora", "o": "ttt_o_lora", "mlp": "ttt_mlp_lora"}
-
 TokenLossFn = Callable[..., Tensor]  # (inputs [B,T], targets [B,T], lora) -> NLL of the last positions [B,K]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# LoRA adapters: one independent low-rank delta per document (batch row), per block application and site
-
-
-class LoraSet(nn.Module):
-    """Per-row LoRA deltas for every block application ("slot") and site the model exposes.
-
-    Row b of a batch gets delta(x) = x A_b^T B_b^T * alpha/rank. A starts uniform in +-1/sqrt(in), B at
-    zero, so a fresh set changes nothing. A site's A and B of all slots live in one tensor
-    [slots, rows, ...] so the optimizer steps a few large tensors. Adam is elementwise, hence rows never
-    influence each other: a document's adaptation depends on its own tokens only (and, with
-    `warm_start_a`, on the A its row learnt on the rank's earlier, already scored, documents).
-    The model reads the deltas through `rows_view()`, taken once per forward.
-    """
-
-    def __init__(
-        self,
-        *,
-        rows: int,
-        slots: int,
-        model_dim: int,
-        out_dims: dict[str, int],
-        rank: int,
-        alpha: float,
-        warm_start_a: bool = True,
-    ) -> None:
-        super().__init__()
-        self.rows, self.slots, self.rank = rows, slots, rank
-        self.scale = alpha / rank
-        self.warm_start_a = warm_start_a
-        self._bound = 1.0 / math.sqrt(model_dim)
-        self.a = nn.ParameterDict()
-        self.b = nn.ParameterDict()
-        for site, out_dim in out_dims.items():
-            site_slots = 1 if site == "head" else slots
-            a = torch.empty(site_slots, rows, rank, model_dim).uniform_(-self._bound, self._bound)
-            self.a[site] = nn.Parameter(a)
-            self.b[site] = nn.Parameter(torch.zeros(site_slots, rows, out_dim, rank))
-        self.out_dims = dict(out_dims)
-        self._row_index: Tensor | None = None
-
-    @classmethod
-    def for_model(cls, model: nn.Module, cfg: Config, rows: int) -> LoraSet:
-        """The record's adapter set for `model` as it is now (looping decides the slot count)."""
-        out_dims = {"q": cfg.num_heads * cfg.head_dim, "k": cfg.kv_dim, "v": cfg.kv_dim}
-        out_dims |= {"o": cfg.model_dim, "mlp": cfg.model_dim, "head": cfg.vocab_size}
-        for site, switch in _LORA_OPTIONAL_SITES.items():
-            if not getattr(cfg, switch):
-                del out_dims[site]
-        return cls(
-            rows=rows,
-            slots=len(model.block_order()),
-            model_dim=cfg.model_dim,
-            out_dims=out_dims,
-            rank=cfg.ttt_lora_rank,
-            alpha=cfg.ttt_lora_alpha,
-        )
-
-    @torch.no_grad()
-    def reset(self) -> None:
-        """Start a new batch of documents: B = 0 (no delta); A is redrawn unless warm-started."""
-        for site in self.b:
-            self.b[site].zero_()
-            if not self.warm_start_a:
-                self.a[site].uniform_(-self._bound, self._bound)
-
-    def use_rows(self, row_index: Tensor | None) -> None:
-        """Restrict the next forwards to these rows (documents still running); None = all rows.
-        The compiled TTT forward is always given a tensor: a None/tensor switch is a recompile."""
-        self._row_index = row_index
-
-    def running_rows(self) -> Tensor | None:
-        """The row index set by `use_rows` (None: every row)."""
-        return self._row_index
-
-    def rows_view(self) -> _LoraRows:
-        """The running rows' adapters for one forward (the model's `lora` hook): selected once per site
-        (one index_select, and one index_add in the backward) rather than once per block application,
-        which keeps the compiled TTT graph about a ninth smaller."""
-        a, b = {}, {}
-        for site in self.a:
-            a_site, b_site = self.a[site], self.b[site]
-            if self._row_index is not None:
-                a_site, b_site = a_site.index_select(1, self._row_index), b_site.index_select(1, self._row_index)
-            a[site], b[site] = a_site.transpose(2, 3), b_site.transpose(2, 3)
-        return _LoraRows(a, b, self.scale, self.out_dims)
-
-
-class _LoraRows:
-    """LoraSet.rows_view's result: per site, A^T [slots, rows, in, rank] and B^T [slots, rows, rank, out]."""
-
-    def __init__(self, a_t: dict[str, Tensor], b_t: dict[str, Tensor], scale: float, out_dims: dict[str, int]):
-        self.a_t, self.b_t, self.scale, self.out_dims = a_t, b_t, scale, out_dims
-
-    def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
-        """The LoRA term for block application `slot` (-1 = the head) at `site`: [B,T,in] -> [B,T,out]."""
-        if site not in self.a_t:
-            return x.new_zeros(*x.shape[:-1], self.out_dims.get(site, x.shape[-1]))
-        index = max(slot, 0)
-        return torch.bmm(torch.bmm(x, self.a_t[site][index]), self.b_t[site][index]) * self.scale
-
-
-def make_lora_optimizer(lora: LoraSet, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW(beta1 0, TTT_BETA2, eps 1e-10, decoupled TTT_WEIGHT_DECAY) or SGD, as the reference."""
-    fused = any(p.is_cuda for p in lora.parameters())
-    if cfg.ttt_optimizer == "sgd":
-        return torch.optim.SGD(
-            lora.parameters(), lr=cfg.ttt_lora_lr, momentum=cfg.ttt_beta1, weight_decay=cfg.ttt_weight_decay
-        )
-    return torch.optim.AdamW(
-        lora.parameters(),
-        lr=cfg.ttt_lora_lr,
-        betas=(cfg.ttt_beta1, cfg.ttt_beta2),
-        eps=1e-10,
-        weight_decay=cfg.ttt_weight_decay,
-        fused=fused,
-        foreach=False if not fused else None,
-    )
-
-
-def _ttt_reset_optimizer_state(opt: torch.optim.Optimizer) -> None:
-    """Zero the moments and step counts in place (reusing their memory), as for a fresh optimizer."""
-    for state in opt.state.values():
-        for key, value in state.items():
-            if isinstance(value, Tensor):
-                value.zero_()
-            elif key == "step":
-                state[key] = 0
 
 
 @dataclass(slots=True)
@@ -519,7 +388,7 @@ def evaluate_phased_ttt(
         if len(batch) == reusable.rows:
             lora, opt = reusable, reusable_opt
             lora.reset()
-            _ttt_reset_optimizer_state(opt)
+            reset_lora_optimizer(opt)
         else:  # a fresh set as the reference gives, of the usual shape so the compiled forward is reused
             lora = LoraSet.for_model(model, cfg, cfg.ttt_batch_size).to(device)
             opt = make_lora_optimizer(lora, cfg)

@@ -26,7 +26,7 @@ T, A, C, E = CASEOPS_TITLE, CASEOPS_ALLCAPS, CASEOPS_CAPNEXT, CASEOPS_ESC
 @pytest.mark.parametrize(
     ("original", "encoded"),
     [
-        # The worked example checked against the reference (spec-notes.md).
+        # The worked example checked against the reference (docs/data.md).
         (
             "Hello World, NASA and McDonald's iPhone ABCdef x",
             f"{T}hello {T}world, {A}nasa and {T}mc{C}donald's i{C}phone {T}a{C}b{C}cdef x",

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from golfkit.runs.presets import tiny_config
-from record.config import Config
+from record.config import DEFAULT_ONLY, Config
 from record.errors import RecordError
 
 REFERENCE_LOG = "records/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_seed42.log"
@@ -127,6 +127,33 @@ def test_overriding_data_dir_moves_the_derived_tokenizer_path():
 def test_inconsistent_settings_name_the_variable(settings, variable):
     with pytest.raises(RecordError, match=f"^{variable}:"):
         Config.from_env(settings)
+
+
+REFUSED_SETTINGS = {
+    "TIE_EMBEDDINGS": "0",
+    "EMBED_LR": "0.5",
+    "PARALLEL_FINAL_LANE": "sum",
+    "GATED_ATTN_INIT_STD": "0.02",
+    "ATTN_OUT_GATE_SRC": "input",
+    "FUSED_CE_ENABLED": "0",
+    "EVAL_STRIDE": "32",
+    "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "0",
+}
+
+
+def test_the_default_only_settings_are_the_pinned_ones():
+    assert sorted(name.upper() for name in DEFAULT_ONLY) == sorted(REFUSED_SETTINGS)
+
+
+@pytest.mark.parametrize(("variable", "value"), sorted(REFUSED_SETTINGS.items()))
+def test_settings_that_would_change_nothing_are_refused_off_their_default(variable, value):
+    """Set to anything but the default, a setting this program does not implement fails in one line
+    naming it; at the default (the reference dump's value) it is accepted."""
+    with pytest.raises(RecordError, match=f"^{variable}: only the default is implemented") as info:
+        Config.from_env({variable: value})
+    assert "\n" not in str(info.value)
+    default = getattr(Config(), variable.lower())
+    assert getattr(Config.from_env({variable: str(default)}), variable.lower()) == default
 
 
 def test_with_runtime_fills_a_run_id_and_world():

@@ -14,7 +14,7 @@ from record.model import GPT
 # Tiny models on a shared CPU run fastest on one intra-op thread (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# The spec's parameter table (spec-notes.md) for the default config.
+# The parameter table of docs/model.md for the default config.
 SPEC_SHAPES = {
     "tok_emb.weight": (8192, 512),
     "qo_bank": (22, 512, 512),

@@ -28,8 +28,9 @@ from golfkit.runs.presets import tiny_config
 from record.data import ValidationSet
 from record.dist import DistEnv, shutdown_distributed
 from record.eval_phase import run_ttt_evaluation
+from record.lora import LoraSet, make_lora_optimizer
 from record.model import GPT
-from record.ttt import LoraSet, evaluate_phased_ttt, make_lora_optimizer
+from record.ttt import evaluate_phased_ttt
 from record.ttt_plan import batch_queue, build_batches, find_documents, phase_boundaries
 
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
