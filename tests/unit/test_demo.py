@@ -110,6 +110,7 @@ def _demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> t
     """The environment the runner gives the demo's training process, caught where it would start it
     (after the record's config has been loaded from the same settings); nothing is trained."""
     import golfkit.runs.demo as demo
+    import golfkit.runs.demo_cmd as demo_cmd
     import golfkit.runs.runner as runner
     from golfkit.runs.seedrun import SeedOutcome
 
@@ -120,8 +121,9 @@ def _demo_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> t
         return SeedOutcome(seed, runs_dir / "x.log", False, 1, 0.0)
 
     model = tmp_path / "tok.model"
-    monkeypatch.setattr(demo, "prepare_demo_data", lambda data_dir, out: demo.DemoData(data_dir, model, True))
-    monkeypatch.setattr(demo, "bundle_demo_program", lambda runs_dir, out: runs_dir / "train_gpt.py")
+    # Patched where the command looks them up (it imports them by name), whatever was imported before.
+    monkeypatch.setattr(demo_cmd, "prepare_demo_data", lambda data_dir, out: demo.DemoData(data_dir, model, True))
+    monkeypatch.setattr(demo_cmd, "bundle_demo_program", lambda runs_dir, out: runs_dir / "train_gpt.py")
     monkeypatch.setattr(runner, "run_preflight", lambda plan, cfg: [])
     monkeypatch.setattr(runner, "run_seed", fake_run_seed)
     code, out, err, _ = _demo(tmp_path / "demo", *extra)
