@@ -39,7 +39,7 @@ import torch
 
 from golfkit.data.dataprep import TRAIN_SHARD_NAME, write_shard
 from golfkit.runs.presets import tiny_config
-from record.attention import ATTENTION_BACKENDS, attention_backend_report, load_attention_backend, uses_varlen
+from record.attention import ATTENTION_BACKENDS, attention_backend_report, uses_varlen
 from record.config import Config
 from record.data import list_shards, read_shard
 from record.dist import barrier, init_distributed, shutdown_distributed
@@ -346,7 +346,6 @@ def main() -> int:
     started = time.perf_counter()
     session = TrainSession(cfg, place, log, compile_model=place.device.type == "cuda")
     if args.attention is not None:  # before the first call, which compiles the step
-        load_attention_backend(args.attention)  # compiled code never imports: load it here
         session.model.attention_backend = args.attention
         session.varlen = uses_varlen(args.attention, place.device.type)
     report_attention = attention_backend_report(place.device.type, place.device.index)

@@ -198,8 +198,8 @@ def _fa4_ops() -> Any:
 
 # --- FlashAttention-3 and PyTorch's varlen kernel: loaded eagerly, called from compiled code ---------
 
-# name -> the loaded callable (q, k, v, cu_seqlens, max_seqlen) -> out. Filled by `_load_backend` outside
-# any trace; compiled code only reads it (a dict lookup Dynamo guards on), never imports.
+# name -> the loaded callable (q, k, v, cu_seqlens, max_seqlen) -> out. Filled by `load_attention_backend`
+# outside any trace; compiled code only reads it (a dict lookup Dynamo guards on), never imports.
 _LOADED_VARLEN: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]] = {}
 
 

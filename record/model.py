@@ -25,6 +25,7 @@ from record.attention import (
     DocLayout,
     doc_causal_attention,
     doc_layout,
+    load_attention_backend,
     pick_attention_backend,
     uses_varlen,
 )
@@ -145,7 +146,7 @@ class GPT(nn.Module):
         self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
         self._looping = False
         # Set by the trainer before compiling (and logged); None = pick the fastest that works here.
-        self.attention_backend: str | None = None
+        self._attention_backend: str | None = None
         # Training's fused Triton kernels: None = use them where they run (CUDA + Triton).
         self.use_fused_kernels: bool | None = None
         self.calib_capture: CalibCapture | None = None
@@ -169,6 +170,18 @@ class GPT(nn.Module):
                 nn.init.normal_(block.attn.attn_gate_w, std=self.cfg.sparse_attn_gate_init_std)
         if self.cfg.smear_gate_enabled:
             nn.init.zeros_(self.smear_gate.weight)
+
+    @property
+    def attention_backend(self) -> str | None:
+        return self._attention_backend
+
+    @attention_backend.setter
+    def attention_backend(self, name: str | None) -> None:
+        """Choosing a backend loads its kernels here, outside any trace: compiled code never imports, so
+        a backend set but not loaded would only fail later, inside torch.compile."""
+        if name not in (None, "sdpa"):
+            load_attention_backend(name)
+        self._attention_backend = name
 
     # --- depth recurrence ---
     @property

@@ -107,9 +107,8 @@ def test_fa3_path_compiled_fullgraph_matches_the_definition(fa3_stand_in):
     want.backward()
 
     model = _tiny_model()
-    model.attention_backend = "fa3"
+    model.attention_backend = "fa3"  # loads the module here, outside any trace
     model.set_looping(True)
-    attention.load_attention_backend("fa3")  # what the startup pick does, outside any trace
     compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
     got = compiled(tokens, targets, cu_seqlens=cu)
     got.backward()
@@ -156,3 +155,16 @@ def test_torch_backend_adapts_to_the_installed_signature(monkeypatch):
         attention._torch_varlen()(q, k, k, cu, 6)
         assert seen["window_size"] == (-1, 0)
         assert {key: seen[key] for key in expected} == expected
+
+
+def test_setting_a_backend_loads_it_or_fails_there(fa3_stand_in, monkeypatch):
+    """The kernels load when the backend is set, outside any trace; one that cannot load fails at that
+    line, not later inside torch.compile (where a forced, unloaded backend once gave a KeyError)."""
+    model = _tiny_model()
+    model.attention_backend = "fa3"
+    assert "fa3" in attention._LOADED_VARLEN
+    monkeypatch.setattr(attention, "_LOADED_VARLEN", {})
+    monkeypatch.setitem(sys.modules, "flash_attn_interface", None)  # as if not installed
+    with pytest.raises(ImportError):
+        model.attention_backend = "fa3"
+    assert model.attention_backend == "fa3" and not attention._LOADED_VARLEN  # the earlier choice stands
