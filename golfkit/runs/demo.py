@@ -169,3 +169,13 @@ def prepare_demo_data(data_dir: Path, out: TextIO) -> DemoData:
     staging.replace(data_dir / MANIFEST_NAME)
     print(f"demo data: built in {time.monotonic() - started:.0f} s", file=out)
     return DemoData(data_dir, tokenizer, reused=False)
+
+
+def ran_other_code(runs_dir: Path, seeds: list[int], program: Path) -> bool:
+    """Whether a complete seed log in `runs_dir` counts other code bytes than `program` (a demo rerun
+    after the record changed)."""
+    from golfkit.check.logparse import parse_log
+    from golfkit.runs.seedrun import final_log_path, is_complete_log
+
+    done = [log for log in (final_log_path(runs_dir, seed) for seed in seeds) if is_complete_log(log)]
+    return bool(done) and any(parse_log(log).code_bytes not in (None, program.stat().st_size) for log in done)

@@ -28,6 +28,7 @@ from golfkit.runs.demo import (
     DEMO_THREADS,
     bundle_demo_program,
     prepare_demo_data,
+    ran_other_code,
     set_aside_old_folder,
     thread_env,
 )
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     runs_dir: Path = args.runs_dir
     data = prepare_demo_data(presets.demo_data_dir(runs_dir), out)
     program = bundle_demo_program(runs_dir, out)
-    # Seed logs made from other data are stale: rebuilding the data reruns every seed (old logs are kept).
-    force = args.force or not data.reused
+    # Seed logs made from other data, or by other code (the record changed since), are stale: every seed
+    # reruns (old logs are kept), where `golfkit record` would refuse and ask for --force.
+    force = args.force or not data.reused or ran_other_code(runs_dir, args.seeds, program)
     plan = RunPlan(
         seeds=tuple(args.seeds),
         nproc=1,

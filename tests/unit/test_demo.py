@@ -145,3 +145,27 @@ def test_demo_refuses_a_thread_count_below_one(tmp_path: Path, monkeypatch: pyte
     code, env, text = _demo_env(tmp_path, monkeypatch, "--threads", "0")
     assert code == 2 and env == {}
     assert text == "golfkit demo: --threads: 0 is not a thread count (give 1 or more)\n"
+
+
+def test_a_demo_seed_of_other_code_is_stale(tmp_path: Path) -> None:
+    """After the record changes, the demo reruns its seeds (as it does after the data changes) instead of
+    keeping a log that counts other code than the train_gpt.py it ships."""
+    from golfkit.runs.demo import ran_other_code
+
+    program = tmp_path / "train_gpt.py"
+    program.write_bytes(b"x" * 30_354)
+    log = tmp_path / "train_seed42.log"
+
+    def write_log(code_bytes: int) -> None:
+        lines = [
+            f"Code size (compressed): {code_bytes} bytes",
+            "quantized_ttt_phased val_loss:3.10000000 val_bpb:1.50000000 eval_time:1000ms",
+            "total_eval_time:1.0s",
+        ]
+        log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    assert not ran_other_code(tmp_path, [42], program)  # no log yet
+    write_log(30_232)
+    assert ran_other_code(tmp_path, [42], program)
+    write_log(30_354)
+    assert not ran_other_code(tmp_path, [42], program)
