@@ -186,6 +186,7 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "warmup_seconds": warmup_s,
         "graphs_compiled_in_warmup": graphs["timer"] - graphs["start"],
         "graphs_compiled_in_timer": graphs["end"] - graphs["timer"],
+        "compile_seconds_by_stage": compile_stage_seconds(),
         "eval_seconds": result.seconds,
         "wall_seconds": time.perf_counter() - started,
         "val_bpb": result.val_bpb,

@@ -109,12 +109,28 @@ class _LoraRows:
     def __init__(self, a_t: dict[str, Tensor], b_t: dict[str, Tensor], scale: float, out_dims: dict[str, int]):
         self.a_t, self.b_t, self.scale, self.out_dims = a_t, b_t, scale, out_dims
 
-    def delta(self, slot: int, site: str, x: Tensor) -> Tensor:
-        """The LoRA term for block application `slot` (-1 = the head) at `site`: [B,T,in] -> [B,T,out]."""
+    def at(self, slot: int) -> SlotRows:
+        """The adapters of block application `slot` (-1 = the head), as tensors of their own: a compiled
+        block function (GPT.compile_blocks) then serves every slot."""
+        index = max(slot, 0)
+        a_t = {site: a[index] for site, a in self.a_t.items() if (site == "head") == (slot < 0)}
+        b_t = {site: self.b_t[site][index] for site in a_t}
+        for t in (*a_t.values(), *b_t.values()):
+            torch._dynamo.maybe_mark_dynamic(t, 0)  # the running rows: one compiled block for every count
+        return SlotRows(a_t, b_t, self.scale, self.out_dims)
+
+
+class SlotRows:
+    """One slot's running rows: A^T [rows, in, rank] and B^T [rows, rank, out] per site."""
+
+    def __init__(self, a_t: dict[str, Tensor], b_t: dict[str, Tensor], scale: float, out_dims: dict[str, int]):
+        self.a_t, self.b_t, self.scale, self.out_dims = a_t, b_t, scale, out_dims
+
+    def delta(self, site: str, x: Tensor) -> Tensor:
+        """The LoRA term at `site`: [B, T, in] -> [B, T, out] (zeros where the site is not adapted)."""
         if site not in self.a_t:
             return x.new_zeros(*x.shape[:-1], self.out_dims.get(site, x.shape[-1]))
-        index = max(slot, 0)
-        return torch.bmm(torch.bmm(x, self.a_t[site][index]), self.b_t[site][index]) * self.scale
+        return torch.bmm(torch.bmm(x, self.a_t[site]), self.b_t[site]) * self.scale
 
 
 def make_lora_optimizer(lora: LoraSet, cfg: Config) -> torch.optim.Optimizer:

@@ -12,9 +12,10 @@ deltas at named sites) and `calib_capture` (GPTQ records the input of every matr
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +40,16 @@ from record.kernels import (
 )
 
 
-class LoraHook(Protocol):
-    """What TTT's adapter set provides: a delta [B, T, out] for input x [B, T, in] at (slot, site)."""
+class SlotLora(Protocol):
+    """One block application's adapters: a delta [B, T, out] for input x [B, T, in] at `site`."""
 
-    def delta(self, slot: int, site: str, x: Tensor) -> Tensor: ...
+    def delta(self, site: str, x: Tensor) -> Tensor: ...
+
+
+class LoraHook(Protocol):
+    """What TTT's adapter set provides: the adapters of block application `slot` (-1 = the head)."""
+
+    def at(self, slot: int) -> SlotLora: ...
 
 
 CalibCapture = Callable[[int, str, Tensor], None]
@@ -87,7 +94,12 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(cfg.model_dim))
         self.mlp_scale = nn.Parameter(torch.ones(cfg.model_dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(cfg.model_dim), torch.zeros(cfg.model_dim))))
-        self.ln_scale = 1.0 / math.sqrt(layer_idx + 1) if cfg.ln_scale else 1.0
+        self.ln_scale = layer_norm_scale(cfg, layer_idx)
+
+
+def layer_norm_scale(cfg: Config, layer_idx: int) -> float:
+    """The constant a block's normed inputs are scaled by: 1/sqrt(layer+1) (LN_SCALE), else 1."""
+    return 1.0 / math.sqrt(layer_idx + 1) if cfg.ln_scale else 1.0
 
 
 def layer_orders(cfg: Config, looping: bool) -> tuple[list[int], list[int]]:
@@ -144,7 +156,10 @@ class GPT(nn.Module):
             self.smear_lambda = nn.Parameter(torch.zeros(1))
         inv_freq = 1.0 / cfg.rope_base ** (torch.arange(0, cfg.rope_dims, 2, dtype=torch.float32) / cfg.rope_dims)
         self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        self.register_buffer("ln_scales", torch.tensor([layer_norm_scale(cfg, i) for i in range(layers)]), False)
         self._looping = False
+        # Compiled block applications (compile_blocks), else None: the plain functions run or are inlined.
+        self._block_fns: tuple[Callable[..., Tensor], Callable[..., tuple[Tensor, Tensor]]] | None = None
         # Set by the trainer before compiling (and logged); None = pick the fastest that works here.
         self._attention_backend: str | None = None
         # Training's fused Triton kernels: None = use them where they run (CUDA + Triton).
@@ -182,6 +197,13 @@ class GPT(nn.Module):
         if name not in (None, "sdpa"):
             load_attention_backend(name)
         self._attention_backend = name
+
+    def compile_blocks(self, **options: object) -> None:
+        """Compile one serial and one two-lane block application, each reused by every layer and loop
+        repeat (regional compilation), instead of the whole unrolled forward: TTT's dynamic-shape
+        compile then costs about two blocks, not 17 (benchmarks/results/ttt_eval_h200_*). The weights
+        reach the compiled functions as arguments, so no layer index is baked into them."""
+        self._block_fns = (torch.compile(serial_block, **options), torch.compile(parallel_block, **options))
 
     # --- depth recurrence ---
     @property
@@ -229,7 +251,7 @@ class GPT(nn.Module):
             hidden = hidden.index_select(1, _last_positions(hidden.shape[1], only_last, hidden.device))
         logits = F.linear(hidden, self.tok_emb.weight.to(hidden.dtype)).float()
         if lora is not None:
-            logits = logits + lora.delta(-1, "head", hidden).float()
+            logits = logits + lora.at(-1).delta("head", hidden).float()
         cap = self.cfg.logit_softcap
         return cap * torch.tanh(logits / cap)
 
@@ -329,8 +351,41 @@ class GPT(nn.Module):
         return torch.lerp(scaled, x, torch.sigmoid(self.skip_gates[j].to(x.dtype)))
 
 
+class BlockSpec(NamedTuple):
+    """What a block application's code depends on besides tensors (constants to torch.compile)."""
+
+    cfg: Config
+    backend: str
+    fused: bool
+    use_xsa: bool
+
+
+class BlockWeights(NamedTuple):
+    """One block application's tensors: its bank slices and its block's control tensors. `ln_scale` is
+    a float, or a 0-d tensor where one compiled function serves every layer (`GPT.compile_blocks`)."""
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    o: Tensor
+    up: Tensor
+    down: Tensor
+    q_gain: Tensor
+    gate: Tensor | None
+    attn_scale: Tensor
+    mlp_scale: Tensor
+    resid_mix: Tensor
+    ln_scale: float | Tensor
+    resid_lambdas: Tensor
+    post_lambdas: Tensor
+
+
+Tap = Callable[[str, Tensor], None] | None  # the calibration hook bound to a layer (eager only)
+
+
 class _BlockRun:
-    """One forward pass's block applications: counts slots for the LoRA hook, feeds the calibration hook."""
+    """One forward pass's block applications: gathers each one's weights, counts slots for the LoRA hook,
+    binds the calibration hook to the layer, and calls the block functions (compiled or not)."""
 
     def __init__(
         self,
@@ -344,72 +399,158 @@ class _BlockRun:
     ) -> None:
         self.m, self.cfg, self.x0, self.layout, self.rope = model, model.cfg, x0, layout, rope
         self.backend, self.lora, self.fused, self.capture = backend, lora, fused, model.calib_capture
+        # The compiled block functions serve the TTT forward (the one with adapters); global SGD's training
+        # forward between phases runs eagerly, as it always has (its weights require grad: other graphs).
+        self.compiled = model._block_fns is not None and lora is not None
+        self.fns = model._block_fns if self.compiled else (serial_block, parallel_block)
         self.slot = 0
+        if self.compiled:
+            for t, dims in (
+                (x0, (0, 1)),
+                (layout.doc_ids, (0, 1)),
+                (layout.cu_seqlens, (0,)),
+                *((r, (0,)) for r in rope),
+            ):
+                mark_varying(t, *dims)
 
-    def _lora(self, site: str, x: Tensor, out: Tensor) -> Tensor:
-        return out if self.lora is None else out + self.lora.delta(self.slot, site, x).to(out.dtype)
-
-    def _capture(self, layer: int, site: str, x: Tensor) -> None:
-        if self.capture is not None:
-            self.capture(layer, site, x)
+    def _call(self, fn: Callable, layer: int, *lanes: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        m, cfg, block = self.m, self.cfg, self.m.blocks[layer]
+        layers = cfg.num_layers
+        weights = BlockWeights(
+            m.qo_bank[layer],
+            m.kv_bank[layer],
+            m.kv_bank[layers + layer],
+            m.qo_bank[layers + layer],
+            m.mlp_up_bank[layer],
+            m.mlp_down_bank[layer],
+            block.attn.q_gain,
+            getattr(block.attn, "attn_gate_w", None),
+            block.attn_scale,
+            block.mlp_scale,
+            block.resid_mix,
+            m.ln_scales[layer] if self.compiled else block.ln_scale,
+            m.parallel_resid_lambdas[layer],
+            m.parallel_post_lambdas[layer],
+        )
+        spec = BlockSpec(cfg, self.backend, self.fused, block.attn.use_xsa)
+        lora = None if self.lora is None else self.lora.at(self.slot)
+        tap = None if self.capture is None else functools.partial(self.capture, layer)
+        self.slot += 1
+        layout = self.layout
+        if self.compiled:
+            for lane in lanes:
+                mark_varying(lane, 0, 1)
+        return fn(spec, weights, *lanes, self.x0, lora, self.rope, layout.doc_ids, layout.cu_seqlens, tap)
 
     def serial(self, layer: int, x: Tensor) -> Tensor:
-        block = self.m.blocks[layer]
-        mix = block.resid_mix.to(x.dtype)
-        read = mix[0] * x + mix[1] * self.x0
-        x = read + block.attn_scale.to(x.dtype) * self.attention(layer, _model_rms(read) * block.ln_scale)
-        x = x + block.mlp_scale.to(x.dtype) * self.mlp(layer, _model_rms(x) * block.ln_scale)
-        self.slot += 1
-        return x
+        return self._call(self.fns[0], layer, x)
 
     def parallel(self, layer: int, lane0: Tensor, lane1: Tensor) -> tuple[Tensor, Tensor]:
-        """Attention reads lane 0, the MLP reads lane 1, and each writes into both lanes."""
-        block = self.m.blocks[layer]
-        mix = block.resid_mix.to(lane0.dtype)
-        read = mix[0] * lane0 + mix[1] * self.x0
-        attn = block.attn_scale.to(lane0.dtype) * self.attention(layer, _model_rms(read) * block.ln_scale)
-        mlp = block.mlp_scale.to(lane1.dtype) * self.mlp(layer, _model_rms(lane1) * block.ln_scale)
-        resid = self.m.parallel_resid_lambdas[layer].to(lane0.dtype)
-        post = self.m.parallel_post_lambdas[layer].to(lane0.dtype)  # [source (attn, mlp), lane]
-        new0 = resid[0] * lane0 + post[0, 0] * attn + post[1, 0] * mlp
-        new1 = resid[1] * lane1 + post[0, 1] * attn + post[1, 1] * mlp
-        self.slot += 1
-        return new0, new1
+        return self._call(self.fns[1], layer, lane0, lane1)
 
-    def attention(self, layer: int, n: Tensor) -> Tensor:
-        cfg, m = self.cfg, self.m
-        attn = m.blocks[layer].attn
-        self._capture(layer, "attn_in", n)
-        rows, seq_len, _ = n.shape
-        q = self._lora("q", n, _model_linear(n, m.qo_bank[layer])).view(rows, seq_len, cfg.num_heads, cfg.head_dim)
-        k = self._lora("k", n, _model_linear(n, m.kv_bank[layer])).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
-        v = self._lora("v", n, _model_linear(n, m.kv_bank[cfg.num_layers + layer]))
-        v = v.view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
-        q, k = _model_rms(q), _model_rms(k)
-        if cfg.rope_dims:
-            q = rotate_partial(q, *self.rope, cfg.rope_dims)
-            k = rotate_partial(k, *self.rope, cfg.rope_dims)
-        q = q * attn.q_gain.to(q.dtype)[:, None]
-        # Autocast may leave the normed q, k in fp32; the kernels want one dtype (v's, the matmul's).
-        y = doc_causal_attention(q.to(v.dtype), k.to(v.dtype), v, self.layout, self.backend)
-        if attn.use_xsa:
-            y = _remove_value_direction(y, v)
-        if cfg.sparse_attn_gate_enabled:
-            logit = _model_linear(n[..., : cfg.gate_window], attn.attn_gate_w)
-            y = y * torch.sigmoid(cfg.sparse_attn_gate_scale * logit)[..., None]
-        y = y.reshape(rows, seq_len, cfg.model_dim)
-        self._capture(layer, "proj_in", y)
-        return self._lora("o", n, _model_linear(y, m.qo_bank[cfg.num_layers + layer]))
 
-    def mlp(self, layer: int, n: Tensor) -> Tensor:
-        up, down = self.m.mlp_up_bank[layer], self.m.mlp_down_bank[layer]
-        self._capture(layer, "mlp_in", n)
-        if self.fused:
-            hidden = leaky_relu_square_up(n, up.to(n.dtype), use_kernel=True)
-        else:
-            hidden = F.leaky_relu(_model_linear(n, up), negative_slope=0.5).square()
-            self._capture(layer, "down_in", hidden)
-        return self._lora("mlp", n, _model_linear(hidden, down))
+def mark_varying(t: Tensor | None, *dims: int) -> None:
+    """Tell torch.compile that these dims of `t` (rows, width) vary from call to call, so the first compile
+    of a block function is already the dynamic one: no static graph is compiled and thrown away."""
+    if t is not None:
+        for dim in dims:
+            torch._dynamo.maybe_mark_dynamic(t, dim)
+
+
+def _with_lora(lora: SlotLora | None, site: str, x: Tensor, out: Tensor) -> Tensor:
+    return out if lora is None else out + lora.delta(site, x).to(out.dtype)
+
+
+def serial_block(
+    spec: BlockSpec,
+    w: BlockWeights,
+    x: Tensor,
+    x0: Tensor,
+    lora: SlotLora | None,
+    rope: tuple[Tensor, Tensor],
+    doc_ids: Tensor,
+    cu_seqlens: Tensor | None,
+    tap: Tap,
+) -> Tensor:
+    """One block application on the residual stream x (x0: the embedding, read through resid_mix)."""
+    mix = w.resid_mix.to(x.dtype)
+    read = mix[0] * x + mix[1] * x0
+    attn = block_attention(spec, w, _model_rms(read) * w.ln_scale, lora, rope, doc_ids, cu_seqlens, tap)
+    x = read + w.attn_scale.to(x.dtype) * attn
+    return x + w.mlp_scale.to(x.dtype) * block_mlp(spec, w, _model_rms(x) * w.ln_scale, lora, tap)
+
+
+def parallel_block(
+    spec: BlockSpec,
+    w: BlockWeights,
+    lane0: Tensor,
+    lane1: Tensor,
+    x0: Tensor,
+    lora: SlotLora | None,
+    rope: tuple[Tensor, Tensor],
+    doc_ids: Tensor,
+    cu_seqlens: Tensor | None,
+    tap: Tap,
+) -> tuple[Tensor, Tensor]:
+    """A two-lane block application: attention reads lane 0, the MLP reads lane 1, each writes both."""
+    mix = w.resid_mix.to(lane0.dtype)
+    read = mix[0] * lane0 + mix[1] * x0
+    attn = block_attention(spec, w, _model_rms(read) * w.ln_scale, lora, rope, doc_ids, cu_seqlens, tap)
+    attn = w.attn_scale.to(lane0.dtype) * attn
+    mlp = w.mlp_scale.to(lane1.dtype) * block_mlp(spec, w, _model_rms(lane1) * w.ln_scale, lora, tap)
+    resid = w.resid_lambdas.to(lane0.dtype)
+    post = w.post_lambdas.to(lane0.dtype)  # [source (attn, mlp), lane]
+    new0 = resid[0] * lane0 + post[0, 0] * attn + post[1, 0] * mlp
+    new1 = resid[1] * lane1 + post[0, 1] * attn + post[1, 1] * mlp
+    return new0, new1
+
+
+def block_attention(
+    spec: BlockSpec,
+    w: BlockWeights,
+    n: Tensor,
+    lora: SlotLora | None,
+    rope: tuple[Tensor, Tensor],
+    doc_ids: Tensor,
+    cu_seqlens: Tensor | None,
+    tap: Tap,
+) -> Tensor:
+    cfg = spec.cfg
+    if tap is not None:
+        tap("attn_in", n)
+    rows, seq_len, _ = n.shape
+    q = _with_lora(lora, "q", n, _model_linear(n, w.q)).view(rows, seq_len, cfg.num_heads, cfg.head_dim)
+    k = _with_lora(lora, "k", n, _model_linear(n, w.k)).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
+    v = _with_lora(lora, "v", n, _model_linear(n, w.v)).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
+    q, k = _model_rms(q), _model_rms(k)
+    if cfg.rope_dims:
+        q = rotate_partial(q, *rope, cfg.rope_dims)
+        k = rotate_partial(k, *rope, cfg.rope_dims)
+    q = q * w.q_gain.to(q.dtype)[:, None]
+    # Autocast may leave the normed q, k in fp32; the kernels want one dtype (v's, the matmul's).
+    layout = DocLayout(doc_ids=doc_ids, cu_seqlens=cu_seqlens, max_seqlen=seq_len)
+    y = doc_causal_attention(q.to(v.dtype), k.to(v.dtype), v, layout, spec.backend)
+    if spec.use_xsa:
+        y = _remove_value_direction(y, v)
+    if w.gate is not None:
+        logit = _model_linear(n[..., : cfg.gate_window], w.gate)
+        y = y * torch.sigmoid(cfg.sparse_attn_gate_scale * logit)[..., None]
+    y = y.reshape(rows, seq_len, cfg.model_dim)
+    if tap is not None:
+        tap("proj_in", y)
+    return _with_lora(lora, "o", n, _model_linear(y, w.o))
+
+
+def block_mlp(spec: BlockSpec, w: BlockWeights, n: Tensor, lora: SlotLora | None, tap: Tap) -> Tensor:
+    if tap is not None:
+        tap("mlp_in", n)
+    if spec.fused:
+        hidden = leaky_relu_square_up(n, w.up.to(n.dtype), use_kernel=True)
+    else:
+        hidden = F.leaky_relu(_model_linear(n, w.up), negative_slope=0.5).square()
+        if tap is not None:
+            tap("down_in", hidden)
+    return _with_lora(lora, "mlp", n, _model_linear(hidden, w.down))
 
 
 def _remove_value_direction(y: Tensor, v: Tensor) -> Tensor:

@@ -183,15 +183,17 @@ def ttt_scored_tail(cfg: Config) -> int:
 def make_ttt_loss_fn(
     model: nn.Module, tail: int, compile_model: bool, backend: str | Callable = "inductor"
 ) -> TokenLossFn:
-    """The TTT forward, compiled with dynamic shapes on GPU (widths 48..2048, varying row counts) as one
-    graph: a single running row is padded to two (`never_one_row`). `eval_phase.warm_up_ttt_compile`
-    compiles it before the timer; `backend` lets a test count compilations without paying for code
-    generation."""
+    """The TTT forward. On GPU its block applications are compiled with dynamic shapes (widths 48..2048,
+    varying row counts), one serial and one two-lane function serving all 17 (`GPT.compile_blocks`);
+    a single running row is padded to two (`never_one_row`) so no size-1 graph is needed.
+    `eval_phase.warm_up_ttt_compile` compiles them before the timer; `backend` lets a test count
+    compilations without paying for code generation."""
     loss_fn = per_row_token_loss_fn(model, tail)
     if not compile_model:
         return loss_fn
     fix_attention_backend(model, next(model.parameters()).device)
-    return never_one_row(torch.compile(loss_fn, dynamic=True, backend=backend))
+    model.compile_blocks(dynamic=None, backend=backend)
+    return never_one_row(loss_fn)
 
 
 def never_one_row(loss_fn: TokenLossFn) -> TokenLossFn:

@@ -142,9 +142,17 @@ class RecordingLora:
         self.scale = scale
         self.calls: list[tuple[int, str, tuple[int, ...], tuple[int, ...]]] = []
 
-    def delta(self, slot: int, site: str, x: torch.Tensor) -> torch.Tensor:
-        out = self.scale * (x @ self.proj[site])
-        self.calls.append((slot, site, tuple(x.shape), tuple(out.shape)))
+    def at(self, slot: int) -> _RecordingSlot:
+        return _RecordingSlot(self, slot)
+
+
+class _RecordingSlot:
+    def __init__(self, hook: RecordingLora, slot: int) -> None:
+        self.hook, self.slot = hook, slot
+
+    def delta(self, site: str, x: torch.Tensor) -> torch.Tensor:
+        out = self.hook.scale * (x @ self.hook.proj[site])
+        self.hook.calls.append((self.slot, site, tuple(x.shape), tuple(out.shape)))
         return out
 
 

@@ -323,6 +323,32 @@ def test_a_single_row_run_as_two_gives_that_rows_nll_and_lora_gradients() -> Non
     assert torch.equal(padded(two, two, lora), plain(two, two, lora))  # more rows: passed through
 
 
+def test_the_compiled_block_functions_give_the_eager_nll_and_lora_gradients() -> None:
+    """TTT compiles one serial and one two-lane block function, each serving every layer and loop repeat
+    (GPT.compile_blocks). Run through AOTAutograd ("aot_eager": the joint graph and its partition, no code
+    generation), with dynamic rows and widths, they must give the eager model's NLL and LoRA gradients."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model, reference = make_model(), make_model()
+    for p in (*model.parameters(), *reference.parameters()):
+        p.requires_grad_(False)  # as in the evaluation: only the adapters learn
+    tail = ttt.ttt_scored_tail(CFG)
+    compiled = ttt.make_ttt_loss_fn(model, tail, compile_model=True, backend="aot_eager")
+    eager = ttt.per_row_token_loss_fn(reference, tail)
+    lora = _lora_with_random_b(model, 4)
+    try:
+        for rows, width in ((4, 16), (3, 40), (1, 24)):
+            x = torch.randint(2, CFG.vocab_size, (rows, width))
+            y = torch.randint(2, CFG.vocab_size, (rows, width))
+            lora.use_rows(torch.arange(rows) if rows > 1 else torch.tensor([2]))
+            want = _nll_and_lora_grads(lora, lambda x=x, y=y: eager(x, y, lora))
+            got = _nll_and_lora_grads(lora, lambda x=x, y=y: compiled(x, y, lora))
+            _assert_same_nll_and_grads(got, want)
+    finally:
+        torch._dynamo.reset()
+
+
 def test_tail_benchmark_tiny_mode_writes_its_report(tmp_path) -> None:
     import importlib.util
 
@@ -489,6 +515,8 @@ def test_the_compiled_forward_never_recompiles_inside_the_eval_timer() -> None:
     after_warm_up = len(compiled)
     result = evaluate_phased_ttt(model, val, CFG, CPU, lambda _line: None, loss_fn=loss_fn)
     torch._dynamo.reset()
-    assert after_warm_up == 1  # one graph for every row count: a single row runs as two
+    # One dynamic graph per block function for every row count (a single row runs as two): the serial
+    # block twice (the first application's input needs no grad, the others' do), the two-lane block once.
+    assert after_warm_up == 3
     assert len(compiled) == after_warm_up, "the evaluation recompiled the TTT forward inside the timer"
     assert math.isfinite(result.val_bpb)
