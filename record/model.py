@@ -156,6 +156,11 @@ class GPT(nn.Module):
             self.smear_lambda = nn.Parameter(torch.zeros(1))
         inv_freq = 1.0 / cfg.rope_base ** (torch.arange(0, cfg.rope_dims, 2, dtype=torch.float32) / cfg.rope_dims)
         self.register_buffer("rope_inv_freq", inv_freq, persistent=False)
+        # The cos/sin tables, computed once: inside the compiled step inductor otherwise recomputes
+        # sin and cos for every element that reads them, in the QK-norm kernels forward and backward.
+        angles = torch.outer(torch.arange(max(cfg.train_seq_len, cfg.eval_seq_len), dtype=torch.float32), inv_freq)
+        self.register_buffer("rope_cos", angles.cos(), persistent=False)
+        self.register_buffer("rope_sin", angles.sin(), persistent=False)
         self.register_buffer("ln_scales", torch.tensor([layer_norm_scale(cfg, i) for i in range(layers)]), False)
         self._looping = False
         # Compiled block applications (compile_blocks), else None: the plain functions run or are inlined.
@@ -307,7 +312,10 @@ class GPT(nn.Module):
     def _rope_tables(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
         inv_freq = self.rope_inv_freq.to(device)
         rope_dims = self.cfg.rope_dims
-        if self.cfg.rope_yarn and seq_len > self.cfg.rope_train_seq_len:
+        stretched = self.cfg.rope_yarn and seq_len > self.cfg.rope_train_seq_len
+        if not stretched and seq_len <= self.rope_cos.shape[0]:
+            return self.rope_cos[:seq_len].to(device), self.rope_sin[:seq_len].to(device)
+        if stretched:
             base = self.cfg.rope_base * (seq_len / self.cfg.rope_train_seq_len) ** (rope_dims / (rope_dims - 2))
             inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=device) / rope_dims)
         angles = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), inv_freq)
