@@ -46,8 +46,8 @@ from record.ttt import TokenLossFn, evaluate_phased_ttt, make_ttt_loss_fn, ttt_s
 
 def ttt_warmup_shapes(cfg: Config) -> list[tuple[int, int]]:
     """(width, running rows) of the warm-up calls: the first chunk's width and the full window, with
-    every row and with fewer rows. Row counts >= 2 share one dynamic graph and a single row is run as
-    two (`ttt.never_one_row`), so these compile the one graph the evaluation calls and nothing
+    every row and with fewer rows. Row counts >= 2 share the dynamic block graphs and a single row is
+    run as two (`ttt.never_one_row`), so these compile every graph the evaluation calls and nothing
     recompiles inside the eval timer."""
     rows = max(2, cfg.ttt_batch_size)
     shapes = [(cfg.ttt_chunk_size, rows), (cfg.ttt_eval_seq_len, max(2, rows - 1))]

@@ -11,8 +11,11 @@ SGD of the base weights over them; later documents are scored by the updated mod
   (their LoRA rows still get the zero-gradient AdamW step the reference gives them); to keep the
   compiled forward from recompiling inside the timer, every adapter set has TTT_BATCH_SIZE rows (a
   smaller batch gets a fresh set, as in the reference, and uses its first rows) and the running rows
-  are always passed as an index tensor, so one dynamic graph serves every row count >= 2, and a
-  single running row is run as two copies of itself (`never_one_row`), so the same graph serves it;
+  are always passed as an index tensor, so the dynamic graphs serve every row count >= 2, and a
+  single running row is run as two copies of itself (`never_one_row`), so the same graphs serve it;
+- the TTT forward compiles one serial and one two-lane block function reused by all 17 block
+  applications (`GPT.compile_blocks`), not the whole unrolled forward: the warm-up compiles about
+  two blocks instead of 17 (264 s -> 64 s on an H200);
 - batches are handed out through the process group's store instead of files in /tmp, and a rank that
   finds the queue empty waits for pending phase pauses instead of leaving (no deadlock on small sets);
   a pause that comes when no batch is left skips the useless global SGD;
@@ -200,11 +203,11 @@ def never_one_row(loss_fn: TokenLossFn) -> TokenLossFn:
     """Run a one-row call as two copies of the row and return the first copy's NLL.
 
     torch.compile specialises a dimension of size 1, so with dynamic shapes a single running document
-    (common: the longest document of a batch runs alone at its end) is a second graph of its own; the
-    warm-up that compiles both is the slowest step of a run (633 s on the H100; on a CPU 483 s, and
-    277 s for one graph: benchmarks/results/ttt_warmup_cpu_202611.json). The copy reads the same
-    adapter row and its output is dropped before any loss, so the gradient it sends back is zero: the
-    row's NLL and LoRA step are the single-row ones, and one graph serves every row count. The copy
+    (common: the longest document of a batch runs alone at its end) needs graphs of its own, which
+    nearly doubled the warm-up (on a CPU 483 s against 277 s for the whole forward as one graph:
+    benchmarks/results/ttt_warmup_cpu_202611.json). The copy reads the same adapter row and its output
+    is dropped before any loss, so the gradient it sends back is zero: the row's NLL and LoRA step are
+    the single-row ones, and the same graphs serve every row count. The copy
     costs little: single-row steps hold under 0.3% of the evaluation's token work. The reference
     compiles the single-row graph; this is our deliberate difference.
     """
