@@ -388,6 +388,15 @@ class BlockWeights(NamedTuple):
     post_lambdas: Tensor
 
 
+class BlockContext(NamedTuple):
+    """What every block application of one forward reads besides its weights, adapters and lanes."""
+
+    x0: Tensor  # the normed embedding, read through resid_mix
+    rope: tuple[Tensor, Tensor]  # cos, sin [T, rope_dims/2]
+    doc_ids: Tensor
+    cu_seqlens: Tensor | None
+
+
 Tap = Callable[[str, Tensor], None] | None  # the calibration hook bound to a layer (eager only)
 
 
@@ -405,7 +414,8 @@ class _BlockRun:
         lora: LoraHook | None,
         fused: bool,
     ) -> None:
-        self.m, self.cfg, self.x0, self.layout, self.rope = model, model.cfg, x0, layout, rope
+        self.m, self.cfg = model, model.cfg
+        self.ctx = BlockContext(x0, rope, layout.doc_ids, layout.cu_seqlens)
         self.backend, self.lora, self.fused, self.capture = backend, lora, fused, model.calib_capture
         # The compiled block functions serve the TTT forward (the one with adapters); global SGD's training
         # forward between phases runs eagerly, as it always has (its weights require grad: other graphs).
@@ -413,13 +423,10 @@ class _BlockRun:
         self.fns = model._block_fns if self.compiled else (serial_block, parallel_block)
         self.slot = 0
         if self.compiled:
-            for t, dims in (
-                (x0, (0, 1)),
-                (layout.doc_ids, (0, 1)),
-                (layout.cu_seqlens, (0,)),
-                *((r, (0,)) for r in rope),
-            ):
-                mark_varying(t, *dims)
+            mark_varying(x0, 0, 1)
+            mark_varying(layout.doc_ids, 0, 1)
+            for t in (layout.cu_seqlens, *rope):
+                mark_varying(t, 0)
 
     def _call(self, fn: Callable, layer: int, *lanes: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         m, cfg, block = self.m, self.cfg, self.m.blocks[layer]
@@ -444,11 +451,10 @@ class _BlockRun:
         lora = None if self.lora is None else self.lora.at(self.slot)
         tap = None if self.capture is None else functools.partial(self.capture, layer)
         self.slot += 1
-        layout = self.layout
         if self.compiled:
             for lane in lanes:
                 mark_varying(lane, 0, 1)
-        return fn(spec, weights, *lanes, self.x0, lora, self.rope, layout.doc_ids, layout.cu_seqlens, tap)
+        return fn(spec, weights, *lanes, self.ctx, lora, tap)
 
     def serial(self, layer: int, x: Tensor) -> Tensor:
         return self._call(self.fns[0], layer, x)
@@ -470,41 +476,19 @@ def _with_lora(lora: SlotLora | None, site: str, x: Tensor, out: Tensor) -> Tens
 
 
 def serial_block(
-    spec: BlockSpec,
-    w: BlockWeights,
-    x: Tensor,
-    x0: Tensor,
-    lora: SlotLora | None,
-    rope: tuple[Tensor, Tensor],
-    doc_ids: Tensor,
-    cu_seqlens: Tensor | None,
-    tap: Tap,
+    spec: BlockSpec, w: BlockWeights, x: Tensor, ctx: BlockContext, lora: SlotLora | None, tap: Tap
 ) -> Tensor:
-    """One block application on the residual stream x (x0: the embedding, read through resid_mix)."""
-    mix = w.resid_mix.to(x.dtype)
-    read = mix[0] * x + mix[1] * x0
-    attn = block_attention(spec, w, _model_rms(read) * w.ln_scale, lora, rope, doc_ids, cu_seqlens, tap)
-    x = read + w.attn_scale.to(x.dtype) * attn
+    """One block application on the residual stream x."""
+    read, attn = _read_and_attend(spec, w, x, ctx, lora, tap)
+    x = read + attn
     return x + w.mlp_scale.to(x.dtype) * block_mlp(spec, w, _model_rms(x) * w.ln_scale, lora, tap)
 
 
 def parallel_block(
-    spec: BlockSpec,
-    w: BlockWeights,
-    lane0: Tensor,
-    lane1: Tensor,
-    x0: Tensor,
-    lora: SlotLora | None,
-    rope: tuple[Tensor, Tensor],
-    doc_ids: Tensor,
-    cu_seqlens: Tensor | None,
-    tap: Tap,
+    spec: BlockSpec, w: BlockWeights, lane0: Tensor, lane1: Tensor, ctx: BlockContext, lora: SlotLora | None, tap: Tap
 ) -> tuple[Tensor, Tensor]:
     """A two-lane block application: attention reads lane 0, the MLP reads lane 1, each writes both."""
-    mix = w.resid_mix.to(lane0.dtype)
-    read = mix[0] * lane0 + mix[1] * x0
-    attn = block_attention(spec, w, _model_rms(read) * w.ln_scale, lora, rope, doc_ids, cu_seqlens, tap)
-    attn = w.attn_scale.to(lane0.dtype) * attn
+    _, attn = _read_and_attend(spec, w, lane0, ctx, lora, tap)
     mlp = w.mlp_scale.to(lane1.dtype) * block_mlp(spec, w, _model_rms(lane1) * w.ln_scale, lora, tap)
     resid = w.resid_lambdas.to(lane0.dtype)
     post = w.post_lambdas.to(lane0.dtype)  # [source (attn, mlp), lane]
@@ -513,14 +497,22 @@ def parallel_block(
     return new0, new1
 
 
+def _read_and_attend(
+    spec: BlockSpec, w: BlockWeights, lane: Tensor, ctx: BlockContext, lora: SlotLora | None, tap: Tap
+) -> tuple[Tensor, Tensor]:
+    """resid_mix's read of `lane` and x0, and the attention's scaled output on that read."""
+    mix = w.resid_mix.to(lane.dtype)
+    read = mix[0] * lane + mix[1] * ctx.x0
+    attn = block_attention(spec, w, _model_rms(read) * w.ln_scale, lora, ctx, tap)
+    return read, w.attn_scale.to(lane.dtype) * attn
+
+
 def block_attention(
     spec: BlockSpec,
     w: BlockWeights,
     n: Tensor,
     lora: SlotLora | None,
-    rope: tuple[Tensor, Tensor],
-    doc_ids: Tensor,
-    cu_seqlens: Tensor | None,
+    ctx: BlockContext,
     tap: Tap,
 ) -> Tensor:
     cfg = spec.cfg
@@ -532,11 +524,11 @@ def block_attention(
     v = _with_lora(lora, "v", n, _model_linear(n, w.v)).view(rows, seq_len, cfg.num_kv_heads, cfg.head_dim)
     q, k = _model_rms(q), _model_rms(k)
     if cfg.rope_dims:
-        q = rotate_partial(q, *rope, cfg.rope_dims)
-        k = rotate_partial(k, *rope, cfg.rope_dims)
+        q = rotate_partial(q, *ctx.rope, cfg.rope_dims)
+        k = rotate_partial(k, *ctx.rope, cfg.rope_dims)
     q = q * w.q_gain.to(q.dtype)[:, None]
     # Autocast may leave the normed q, k in fp32; the kernels want one dtype (v's, the matmul's).
-    layout = DocLayout(doc_ids=doc_ids, cu_seqlens=cu_seqlens, max_seqlen=seq_len)
+    layout = DocLayout(doc_ids=ctx.doc_ids, cu_seqlens=ctx.cu_seqlens, max_seqlen=seq_len)
     y = doc_causal_attention(q.to(v.dtype), k.to(v.dtype), v, layout, spec.backend)
     if spec.use_xsa:
         y = _remove_value_direction(y, v)
