@@ -176,7 +176,7 @@ def default_out(device: torch.device, world_size: int) -> Path:
 KERNEL_FAMILIES = (
     ("matmul (cuBLAS)", ("nvjet", "gemm", "xmma")),
     ("attention (FA4/FA3)", ("flash",)),
-    ("fused MLP (Triton)", ("_leaky_sq",)),
+    ("fused MLP (Triton)", ("_leaky_sq", "_mlp_matmul")),
     ("softcapped CE (Triton)", ("_softcap_ce",)),
     ("inductor fused elementwise/norm", ("triton_",)),
 )
@@ -270,7 +270,7 @@ def profile_steps(
         kernels = [(e.key, e.self_device_time_total) for e in events if e.device_type.name == "CUDA"]
         kernel_us = sum(micros for name, micros in kernels if name not in NOT_KERNELS)
         state = "loops_on" if looping else "before_loops"
-        table = events.table(sort_by="self_device_time_total", row_limit=45, max_name_column_width=90)
+        table = events.table(sort_by="self_device_time_total", row_limit=160, max_name_column_width=90)
         table += "\n\nHost side, by self CPU time:\n"
         table += events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=90)
         path = out.with_name(f"{out.stem}_profile_{state}.txt")

@@ -34,7 +34,7 @@ from record.config import Config
 from record.errors import RecordError
 from record.kernels import (
     fused_kernels_available,
-    leaky_relu_square_up,
+    leaky_relu_square_mlp,
     register_kernel_ops,
     softcapped_cross_entropy,
 )
@@ -545,11 +545,10 @@ def block_mlp(spec: BlockSpec, w: BlockWeights, n: Tensor, lora: SlotLora | None
     if tap is not None:
         tap("mlp_in", n)
     if spec.fused:
-        hidden = leaky_relu_square_up(n, w.up.to(n.dtype), use_kernel=True)
-    else:
-        hidden = F.leaky_relu(_model_linear(n, w.up), negative_slope=0.5).square()
-        if tap is not None:
-            tap("down_in", hidden)
+        return _with_lora(lora, "mlp", n, leaky_relu_square_mlp(n, w.up.to(n.dtype), w.down.to(n.dtype)))
+    hidden = F.leaky_relu(_model_linear(n, w.up), negative_slope=0.5).square()
+    if tap is not None:
+        tap("down_in", hidden)
     return _with_lora(lora, "mlp", n, _model_linear(hidden, w.down))
 
 

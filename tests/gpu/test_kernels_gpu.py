@@ -14,8 +14,8 @@ import torch
 from record.attention import DOC_BOS_ID, cu_seqlens_from_tokens, pick_attention_backend
 from record.config import Config
 from record.kernels import (
-    leaky_relu_square_up,
-    leaky_relu_square_up_ref,
+    leaky_relu_square_mlp,
+    leaky_relu_square_mlp_ref,
     softcapped_cross_entropy,
     softcapped_cross_entropy_ref,
 )
@@ -34,14 +34,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_fused_mlp_matches_reference_in_bf16():
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(4096 + 17, 512, device="cuda", generator=g).bfloat16().requires_grad_()
-    w = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
-    grad = torch.randn(4096 + 17, 2048, device="cuda", generator=g).bfloat16()
-    got = leaky_relu_square_up(x, w)
-    gx, gw = torch.autograd.grad(got, (x, w), grad)
-    x32, w32 = x.detach().float().requires_grad_(), w.detach().float().requires_grad_()
-    want = leaky_relu_square_up_ref(x32, w32)
-    rx, rw = torch.autograd.grad(want, (x32, w32), grad.float())
-    assert _rel(got, want) < 1e-2 and _rel(gx, rx) < 2e-2 and _rel(gw, rw) < 2e-2
+    w_up = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
+    w_down = (torch.randn(512, 2048, device="cuda", generator=g) / 2048**0.5).bfloat16().requires_grad_()
+    grad = torch.randn(4096 + 17, 512, device="cuda", generator=g).bfloat16()
+    got = leaky_relu_square_mlp(x, w_up, w_down)
+    got_grads = torch.autograd.grad(got, (x, w_up, w_down), grad)
+    exact = [t.detach().float().requires_grad_() for t in (x, w_up, w_down)]
+    want = leaky_relu_square_mlp_ref(*exact)
+    want_grads = torch.autograd.grad(want, exact, grad.float())
+    assert _rel(got, want) < 1e-2
+    assert all(_rel(a, b) < 2e-2 for a, b in zip(got_grads, want_grads, strict=True))
 
 
 def test_fused_cross_entropy_matches_reference_in_bf16():
@@ -78,9 +80,10 @@ def test_model_fused_and_plain_paths_agree():
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(inputs, targets)
         loss.backward()
-        losses[fused] = (loss.item(), model.mlp_up_bank.grad.clone())
+        grads = [p.grad.clone() for p in (model.mlp_up_bank, model.mlp_down_bank, model.tok_emb.weight)]
+        losses[fused] = (loss.item(), grads)
     assert abs(losses[True][0] - losses[False][0]) < 2e-2
-    assert _rel(losses[True][1], losses[False][1]) < 5e-2
+    assert all(_rel(a, b) < 5e-2 for a, b in zip(losses[True][1], losses[False][1], strict=True))
 
 
 def test_compiled_model_is_one_graph_and_matches_eager():
@@ -124,11 +127,12 @@ def test_report_kernel_speed_at_one_micro_batch():
     g = torch.Generator(device="cuda").manual_seed(3)
     x = torch.randn(tokens, 512, device="cuda", generator=g).bfloat16().requires_grad_()
     w = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
+    w_down = (torch.randn(512, 2048, device="cuda", generator=g) / 2048**0.5).bfloat16().requires_grad_()
     logits = torch.randn(tokens, 8192, device="cuda", generator=g).bfloat16().requires_grad_()
     targets = torch.randint(0, 8192, (tokens,), device="cuda", generator=g)
     times = {
-        "mlp_fused": _time_ms(lambda: leaky_relu_square_up(x, w).sum().backward()),
-        "mlp_ref": _time_ms(lambda: leaky_relu_square_up_ref(x, w).sum().backward()),
+        "mlp_fused": _time_ms(lambda: leaky_relu_square_mlp(x, w, w_down).sum().backward()),
+        "mlp_ref": _time_ms(lambda: leaky_relu_square_mlp_ref(x, w, w_down).sum().backward()),
         "ce_fused": _time_ms(lambda: softcapped_cross_entropy(logits, targets, 30.0).mean().backward()),
         "ce_ref": _time_ms(lambda: softcapped_cross_entropy_ref(logits, targets, 30.0).mean().backward()),
     }

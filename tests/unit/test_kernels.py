@@ -6,6 +6,7 @@ process with TRITON_INTERPRET=1; that child prints one JSON line of measured err
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -18,8 +19,8 @@ import pytest
 import torch
 
 from record.kernels import (
-    leaky_relu_square_up,
-    leaky_relu_square_up_ref,
+    leaky_relu_square_mlp,
+    leaky_relu_square_mlp_ref,
     softcapped_cross_entropy,
     softcapped_cross_entropy_ref,
 )
@@ -30,7 +31,8 @@ _INTERPRETER_CHECK = textwrap.dedent(
     """
     import json
     import torch
-    from record.kernels import (fused_kernels_available, leaky_relu_square_up, leaky_relu_square_up_ref,
+    from record import kernels
+    from record.kernels import (fused_kernels_available, leaky_relu_square_mlp, leaky_relu_square_mlp_ref,
         softcapped_cross_entropy, softcapped_cross_entropy_ref)
 
     def rel(a, b):
@@ -40,13 +42,16 @@ _INTERPRETER_CHECK = textwrap.dedent(
     out = {"available": fused_kernels_available()}
     # Shapes that are not multiples of the 32-wide interpreter tiles exercise the masks.
     x = torch.randn(2, 25, 40, generator=g, requires_grad=True)
-    w = torch.randn(72, 40, generator=g, requires_grad=True)
-    grad = torch.randn(2, 25, 72, generator=g)
-    got = leaky_relu_square_up(x, w)
-    want = leaky_relu_square_up_ref(x, w)
-    gx, gw = torch.autograd.grad(got, (x, w), grad)
-    rx, rw = torch.autograd.grad(want, (x, w), grad)
-    out["mlp"] = [rel(got, want), rel(gx, rx), rel(gw, rw)]
+    w_up = torch.randn(72, 40, generator=g, requires_grad=True)
+    w_down = torch.randn(40, 72, generator=g, requires_grad=True)
+    grad = torch.randn(2, 25, 40, generator=g)
+    want = leaky_relu_square_mlp_ref(x, w_up, w_down)
+    want_grads = torch.autograd.grad(want, (x, w_up, w_down), grad)
+    for tma in (True, False):  # tensor-descriptor loads and stores, and plain pointer arithmetic
+        kernels.MLP_TMA = tma
+        got = leaky_relu_square_mlp(x, w_up, w_down)
+        got_grads = torch.autograd.grad(got, (x, w_up, w_down), grad)
+        out[f"mlp_tma_{tma}"] = [rel(got, want)] + [rel(a, b) for a, b in zip(got_grads, want_grads)]
     out["mlp_shape"] = list(got.shape)
     logits = (torch.randn(7, 300, generator=g) * 40).requires_grad_()
     targets = torch.randint(0, 300, (7,), generator=g)
@@ -70,24 +75,24 @@ _INTERPRETER_CHECK = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def interpreter_errors() -> dict:
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", _INTERPRETER_CHECK], capture_output=True, text=True, env=env, timeout=240
     )
-    if "No module named 'triton'" in proc.stderr:
-        pytest.skip("triton is not installed")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def test_interpreter_runs_the_kernels(interpreter_errors):
     assert interpreter_errors["available"] is True
-    assert interpreter_errors["mlp_shape"] == [2, 25, 72]
+    assert interpreter_errors["mlp_shape"] == [2, 25, 40]
 
 
 def test_fused_mlp_matches_reference_values_and_gradients(interpreter_errors):
-    value, grad_x, grad_w = interpreter_errors["mlp"]
-    assert value < 1e-5 and grad_x < 1e-5 and grad_w < 1e-5
+    assert max(interpreter_errors["mlp_tma_True"]) < 1e-5
+    assert max(interpreter_errors["mlp_tma_False"]) < 1e-5
 
 
 def test_fused_cross_entropy_matches_reference_values_and_gradients(interpreter_errors):
@@ -98,9 +103,10 @@ def test_fused_cross_entropy_matches_reference_values_and_gradients(interpreter_
 
 def test_leaky_square_reference_is_the_piecewise_formula():
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    w = torch.tensor([[2.0, 0.0], [0.0, -2.0]])
-    # pre-activations: [2, 0], [0, -2], [2, -2] -> 4 for 2, (0.5 * -2)^2 = 1 for -2
-    assert torch.equal(leaky_relu_square_up_ref(x, w), torch.tensor([[4.0, 0.0], [0.0, 1.0], [4.0, 1.0]]))
+    w_up = torch.tensor([[2.0, 0.0], [0.0, -2.0]])
+    # pre-activations: [2, 0], [0, -2], [2, -2] -> 4 for 2, (0.5 * -2)^2 = 1 for -2; w_down sums them
+    want = torch.tensor([[4.0], [1.0], [5.0]])
+    assert torch.equal(leaky_relu_square_mlp_ref(x, w_up, torch.ones(1, 2)), want)
 
 
 def test_softcapped_cross_entropy_reference_caps_then_takes_log_softmax():
@@ -114,8 +120,9 @@ def test_softcapped_cross_entropy_reference_caps_then_takes_log_softmax():
 
 def test_launchers_fall_back_to_references_when_asked():
     g = torch.Generator().manual_seed(1)
-    x, w = torch.randn(3, 8, generator=g), torch.randn(5, 8, generator=g)
-    assert torch.equal(leaky_relu_square_up(x, w, use_kernel=False), leaky_relu_square_up_ref(x, w))
+    x, w_up, w_down = torch.randn(3, 8, generator=g), torch.randn(5, 8, generator=g), torch.randn(8, 5, generator=g)
+    got = leaky_relu_square_mlp(x, w_up, w_down, use_kernel=False)
+    assert torch.equal(got, leaky_relu_square_mlp_ref(x, w_up, w_down))
     logits, targets = torch.randn(4, 9, generator=g).bfloat16(), torch.tensor([0, 3, 8, 2])
     got = softcapped_cross_entropy(logits, targets, 30.0, use_kernel=False)
     assert got.dtype == torch.float32 and torch.equal(got, softcapped_cross_entropy_ref(logits, targets, 30.0))
