@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from record import kernels
 from record.attention import DOC_BOS_ID, cu_seqlens_from_tokens, pick_attention_backend
 from record.config import Config
 from record.kernels import (
@@ -31,7 +32,10 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).abs().max() / b.float().abs().max())
 
 
-def test_fused_mlp_matches_reference_in_bf16():
+@pytest.mark.parametrize("tma", [True, False], ids=["tma", "pointer-loads"])
+def test_fused_mlp_matches_reference_in_bf16(tma: bool, monkeypatch: pytest.MonkeyPatch):
+    """Both loading paths of the fused MLP matmul: tensor descriptors (sm90+) and the pointer fallback."""
+    monkeypatch.setattr(kernels, "MLP_TMA", tma)
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(4096 + 17, 512, device="cuda", generator=g).bfloat16().requires_grad_()
     w_up = (torch.randn(2048, 512, device="cuda", generator=g) / 512**0.5).bfloat16().requires_grad_()
