@@ -57,6 +57,21 @@ def fused_kernels_available() -> bool:
 
 
 if triton is not None:
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    @triton.jit
+    def _tile_origin(M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+        # This program's output tile, first row and column. Grouped order: consecutive programs share
+        # rows of a, so those stay in L2.
+        pid = tl.program_id(0)
+        tiles_m = tl.cdiv(M, BLOCK_M)
+        tiles_n = tl.cdiv(N, BLOCK_N)
+        group = pid // (GROUP_M * tiles_n)
+        first_m = group * GROUP_M
+        rows_in_group = tl.minimum(tiles_m - first_m, GROUP_M)
+        tile_m = first_m + (pid % (GROUP_M * tiles_n)) % rows_in_group
+        tile_n = (pid % (GROUP_M * tiles_n)) // rows_in_group
+        return tile_m * BLOCK_M, tile_n * BLOCK_N
 
     @triton.jit
     def _mlp_matmul_kernel(
@@ -68,17 +83,9 @@ if triton is not None:
         # acc = a @ b. Forward (a = x, b = W_up^T): store acc as the pre-activation and
         # leaky(acc)^2 as the activation. GRAD (a = grad, b = W_down): store acc times
         # d/dh leaky(h)^2 at the saved pre-activation h: 2h for h > 0, else 2 (0.5h) 0.5 = 0.5h.
-        # Grouped tile order: consecutive programs share rows of a, so those stay in L2.
-        pid = tl.program_id(0)
-        tiles_m = tl.cdiv(M, BLOCK_M)
-        tiles_n = tl.cdiv(N, BLOCK_N)
-        group = pid // (GROUP_M * tiles_n)
-        first_m = group * GROUP_M
-        rows_in_group = tl.minimum(tiles_m - first_m, GROUP_M)
-        tile_m = first_m + (pid % (GROUP_M * tiles_n)) % rows_in_group
-        tile_n = (pid % (GROUP_M * tiles_n)) // rows_in_group
-        offs_m = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        offs_n = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        off_m, off_n = _tile_origin(M, N, BLOCK_M, BLOCK_N, GROUP_M)
+        offs_m = off_m + tl.arange(0, BLOCK_M)
+        offs_n = off_n + tl.arange(0, BLOCK_N)
         offs_k = tl.arange(0, BLOCK_K)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
@@ -113,14 +120,7 @@ if triton is not None:
     ):  # fmt: skip
         # _mlp_matmul_kernel through tensor descriptors (TMA loads and stores on Hopper). b is read as
         # [N, K] rows (B_ROWS_N, the forward's W_up) or as [K, N] (the backward's W_down).
-        pid = tl.program_id(0)
-        tiles_m = tl.cdiv(M, BLOCK_M)
-        tiles_n = tl.cdiv(N, BLOCK_N)
-        group = pid // (GROUP_M * tiles_n)
-        first_m = group * GROUP_M
-        rows_in_group = tl.minimum(tiles_m - first_m, GROUP_M)
-        off_m = (first_m + (pid % (GROUP_M * tiles_n)) % rows_in_group) * BLOCK_M
-        off_n = ((pid % (GROUP_M * tiles_n)) // rows_in_group) * BLOCK_N
+        off_m, off_n = _tile_origin(M, N, BLOCK_M, BLOCK_N, GROUP_M)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k0 in range(0, K, BLOCK_K):
             a = a_desc.load([off_m, k0])
@@ -191,6 +191,12 @@ MLP_TILES = {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 64, "GROUP_M": 8, "num_w
 MLP_GRAD_TILES = dict(MLP_TILES)
 
 
+@functools.cache
+def _has_tma(device_index: int | None) -> bool:
+    """Whether the GPU has tensor-memory-access units (sm90+); asked once per device."""
+    return torch.cuda.get_device_capability(device_index)[0] >= 9
+
+
 def _mlp_matmul(a: Tensor, b: Tensor, pre: Tensor, out: Tensor, grad: bool) -> None:
     """out (and, forward, pre) from a [M, K] @ b [K, N]; see _mlp_matmul_kernel."""
     rows, inner = a.shape
@@ -200,9 +206,7 @@ def _mlp_matmul(a: Tensor, b: Tensor, pre: Tensor, out: Tensor, grad: bool) -> N
         (MLP_GRAD_TILES if grad else MLP_TILES) if gpu else {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32, "GROUP_M": 2}
     )
     grid = (triton.cdiv(rows, tiles["BLOCK_M"]) * triton.cdiv(width, tiles["BLOCK_N"]),)
-    if MLP_TMA and (not gpu or torch.cuda.get_device_capability(a.device)[0] >= 9):
-        from triton.tools.tensor_descriptor import TensorDescriptor
-
+    if MLP_TMA and (not gpu or _has_tma(a.device.index)):
         block_m, block_n, block_k = tiles["BLOCK_M"], tiles["BLOCK_N"], tiles["BLOCK_K"]
         rows_n = b.stride(0) == 1  # b is W_up^T: read W_up's [N, K] rows
         b_desc = TensorDescriptor.from_tensor(
